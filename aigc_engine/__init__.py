@@ -1,0 +1,1 @@
+"""aigc-engine: a plugin-based content-generation engine with a C++ core."""

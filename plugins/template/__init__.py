@@ -1,0 +1,1 @@
+"""Template (Tracery-style) text generator."""
