@@ -1,0 +1,427 @@
+"""Generator base classes and the request and result types.
+
+A generator is a plain object: a validated config plus the capabilities of its
+kind. Text generators implement :meth:`TextGenerator._generate` (and optionally
+:meth:`TextGenerator._stream`); image generators implement
+:meth:`ImageGenerator._generate`. The public ``generate`` methods validate the
+request, draw a seed when none is given (and record it in the result, so any
+output can be reproduced), and run the engine's result processors.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Iterator, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
+
+from . import bundle as _bundle
+from .config import GeneratorConfig
+from .errors import ConfigError, ModelFormatError, UnsupportedOperationError
+from .progress import Progress
+
+if TYPE_CHECKING:
+    import numpy as np
+    import numpy.typing as npt
+
+    from .datasets import Dataset
+
+G = TypeVar("G", bound="Generator")
+R = TypeVar("R", "TextRequest", "ImageRequest")
+
+MAX_SEED = 2**63 - 1
+
+
+def _check_seed(seed: int | None) -> None:
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise ConfigError(f"seed must be an integer or None, got {seed!r}")
+    if seed is not None and not 0 <= seed <= MAX_SEED:
+        raise ConfigError(f"seed must be in [0, 2**63 - 1], got {seed}")
+
+
+def _check_positive_int(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def fresh_seed() -> int:
+    """A random seed from the operating system, for requests that give none."""
+    return int.from_bytes(os.urandom(8), "little") & MAX_SEED
+
+
+@dataclasses.dataclass(frozen=True)
+class SamplingParams:
+    """How scores become tokens; the same meaning in every text generator.
+
+    Applied in this order: penalties over the tokens generated so far
+    (``repetition_penalty`` divides positive and multiplies negative logits of
+    each distinct earlier token; ``presence_penalty`` and ``frequency_penalty``
+    subtract, as OpenAI defines them), ``temperature`` (0 = greedy), ``top_k``
+    (0 = off; ties with the k-th kept), ``top_p`` (1 = off; on the top-k
+    distribution), ``min_p`` (0 = off; keeps p >= min_p * max p), then one draw.
+    """
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 1.0
+    min_p: float = 0.0
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+
+    def __post_init__(self) -> None:
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.name == "top_k":
+                if isinstance(value, bool) or not isinstance(value, int):
+                    raise ConfigError(f"top_k must be an integer, got {value!r}")
+                continue
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                raise ConfigError(f"{f.name} must be a number, got {value!r}")
+            if not math.isfinite(value):
+                raise ConfigError(f"{f.name} must be finite, got {value!r}")
+            object.__setattr__(self, f.name, float(value))
+        if self.temperature < 0:
+            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
+        if self.top_p <= 0:
+            raise ConfigError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
+        if self.min_p > 1:
+            raise ConfigError(f"min_p must be in [0, 1] (0 = off), got {self.min_p}")
+        if self.repetition_penalty <= 0:
+            raise ConfigError(
+                f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}"
+            )
+
+    @property
+    def greedy(self) -> bool:
+        """True when temperature is 0: the first most likely token is taken."""
+        return self.temperature == 0.0
+
+
+_SAMPLING_FIELDS = frozenset(f.name for f in dataclasses.fields(SamplingParams))
+
+
+@dataclasses.dataclass(frozen=True)
+class TextRequest:
+    """A request for text: ``n`` continuations of ``prompt``.
+
+    ``seed`` makes the output reproducible; sample ``i`` of a request uses
+    stream ``i`` of that seed, so ``n=3`` gives the same first text as ``n=1``.
+    """
+
+    prompt: str = ""
+    max_tokens: int = 100
+    sampling: SamplingParams = SamplingParams()
+    seed: int | None = None
+    n: int = 1
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.prompt, str):
+            raise ConfigError(f"prompt must be a string, got {type(self.prompt).__name__}")
+        _check_positive_int("max_tokens", self.max_tokens)
+        _check_positive_int("n", self.n)
+        _check_seed(self.seed)
+        if not isinstance(self.sampling, SamplingParams):
+            raise ConfigError("sampling must be a SamplingParams")
+
+    @classmethod
+    def build(cls, prompt: str | TextRequest | None = None, **options: Any) -> TextRequest:
+        """A request from keyword options; sampling options may be given flat.
+
+        ``TextRequest.build("To be", max_tokens=20, top_k=40, seed=1)``.
+        """
+        if isinstance(prompt, TextRequest):
+            if not options:
+                return prompt
+            base = dataclasses.asdict(prompt)
+            base["sampling"] = prompt.sampling
+        else:
+            base = {} if prompt is None else {"prompt": prompt}
+        sampling = {k: options.pop(k) for k in list(options) if k in _SAMPLING_FIELDS}
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown request option(s) {', '.join(map(repr, unknown))}; valid: "
+                f"{', '.join(sorted(valid | _SAMPLING_FIELDS))}"
+            )
+        merged = {**base, **options}
+        if sampling:
+            current = merged.get("sampling", SamplingParams())
+            merged["sampling"] = dataclasses.replace(current, **sampling)
+        return cls(**merged)
+
+    def with_seed(self) -> TextRequest:
+        """This request with a seed drawn if it has none."""
+        return self if self.seed is not None else dataclasses.replace(self, seed=fresh_seed())
+
+
+@dataclasses.dataclass(frozen=True)
+class ImageRequest:
+    """A request for ``n`` images; ``labels`` (one per image) for class-conditional models."""
+
+    n: int = 1
+    seed: int | None = None
+    labels: tuple[int, ...] | None = None
+
+    def __post_init__(self) -> None:
+        _check_positive_int("n", self.n)
+        _check_seed(self.seed)
+        if self.labels is not None:
+            labels = tuple(self.labels)
+            if len(labels) != self.n:
+                raise ConfigError(f"labels has {len(labels)} entries for n={self.n} images")
+            object.__setattr__(self, "labels", labels)
+
+    @classmethod
+    def build(cls, request: ImageRequest | None = None, **options: Any) -> ImageRequest:
+        """A request from keyword options (``n``, ``seed``, ``labels``)."""
+        if request is not None:
+            return dataclasses.replace(request, **options) if options else request
+        valid = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(options) - valid)
+        if unknown:
+            raise ConfigError(
+                f"unknown request option(s) {', '.join(map(repr, unknown))}; "
+                f"valid: {', '.join(sorted(valid))}"
+            )
+        return cls(**options)
+
+    def with_seed(self) -> ImageRequest:
+        """This request with a seed drawn if it has none."""
+        return self if self.seed is not None else dataclasses.replace(self, seed=fresh_seed())
+
+
+@dataclasses.dataclass
+class TextResult:
+    """Generated texts (one per requested sample) and what produced them."""
+
+    texts: list[str]
+    request: TextRequest
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    @property
+    def text(self) -> str:
+        """The first text."""
+        return self.texts[0]
+
+
+@dataclasses.dataclass
+class ImageResult:
+    """Generated images as a uint8 array of shape (n, height, width, channels)."""
+
+    images: npt.NDArray[np.uint8]
+    request: ImageRequest
+    labels: list[int] | None = None
+    metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+ResultProcessor = Callable[[Any, Any], Any]
+
+
+class Generator(abc.ABC, Generic[R]):
+    """Base class of all generators.
+
+    Subclasses set ``name`` (the generator name), ``modality`` and
+    ``config_class``, and implement the payload methods used by :meth:`save`
+    and :meth:`load`. Construct with a config or with keyword options:
+    ``NgramGenerator(order=5)``.
+    """
+
+    name: ClassVar[str]
+    modality: ClassVar[str]
+    config_class: ClassVar[type[GeneratorConfig]] = GeneratorConfig
+    #: Formats :meth:`export` writes (e.g. ``("onnx",)``).
+    export_formats: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: GeneratorConfig | None = None, **options: Any) -> None:
+        if config is None:
+            config = self.config_class.from_mapping(options)
+        elif options:
+            config = config.replace(**options)
+        if not isinstance(config, self.config_class):
+            raise ConfigError(
+                f"{type(self).__name__} needs a {self.config_class.__name__}, "
+                f"got {type(config).__name__}"
+            )
+        self.config = config
+        self.metrics: dict[str, Any] = {}
+        self._plugin: tuple[str, str] = ("unknown", "unknown")
+        self._result_processor: ResultProcessor | None = None
+        self._datasets: Callable[..., Dataset] | None = None
+
+    # -- engine wiring -------------------------------------------------------
+    def _attach(self, *, plugin: tuple[str, str], result_processor: ResultProcessor | None,
+                datasets: Callable[..., Dataset] | None = None) -> None:
+        """Called by the engine: the plugin that made this generator, result hooks, datasets."""
+        self._plugin = plugin
+        self._result_processor = result_processor
+        self._datasets = datasets
+
+    def _dataset(self, data: Any) -> Dataset:
+        """Resolve ``fit``/``evaluate`` data: a Dataset, a path, a list of lines, or (when
+        created by an engine) a registered dataset name."""
+        from .datasets import resolve
+
+        if self._datasets is not None:
+            return self._datasets(data, modality=self.modality)
+        return resolve(data, {}, modality=self.modality)
+
+    def _process(self, request: Any, result: Any) -> Any:
+        if self._result_processor is None:
+            return result
+        return self._result_processor(request, result)
+
+    # -- capabilities ----------------------------------------------------------
+    @property
+    def trained(self) -> bool:
+        """Whether the generator can generate (fitted or loaded)."""
+        return True
+
+    def fit(self, data: Dataset | str | os.PathLike[str], *, progress: Progress | None = None
+            ) -> dict[str, Any]:
+        """Train on ``data`` (a dataset or a path); returns training metrics."""
+        raise UnsupportedOperationError(f"generator {self.name!r} cannot be trained")
+
+    def evaluate(self, data: Dataset | str | os.PathLike[str]) -> dict[str, Any]:
+        """Quality metrics on held-out ``data``."""
+        raise UnsupportedOperationError(f"generator {self.name!r} has no evaluation metric")
+
+    def export(self, path: str | os.PathLike[str], *, format: str) -> Path:
+        """Write the model in another format (see ``export_formats``)."""
+        if format not in self.export_formats:
+            offered = ", ".join(self.export_formats) or "none"
+            raise UnsupportedOperationError(
+                f"generator {self.name!r} cannot export {format!r}; formats it exports: {offered}"
+            )
+        return self._export(Path(path), format)
+
+    def _export(self, path: Path, format: str) -> Path:
+        raise UnsupportedOperationError(f"generator {self.name!r} cannot export {format!r}")
+
+    def export_onnx(self, path: str | os.PathLike[str]) -> Path:
+        """Export an ONNX bundle for the torch-free runtime."""
+        return self.export(path, format="onnx")
+
+    # -- bundles -----------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Save as a bundle directory, atomically: a crash leaves any old bundle intact."""
+        self._require_trained("save")
+        manifest = _bundle.Manifest(
+            generator=self.name,
+            plugin=self._plugin[0],
+            plugin_version=self._plugin[1],
+            config=self.config.to_dict(),
+            metrics=dict(self.metrics),
+            extra=self._manifest_extra(),
+        )
+        return _bundle.write_bundle(path, manifest, self._save_payload)
+
+    @classmethod
+    def load(cls: type[G], path: str | os.PathLike[str]) -> G:
+        """Load a bundle written by :meth:`save` (checks format version and generator)."""
+        loaded = _bundle.read_bundle(path)
+        if loaded.manifest.generator != cls.name:
+            raise ModelFormatError(
+                f"bundle {str(path)!r} holds a {loaded.manifest.generator!r} model, "
+                f"not {cls.name!r}"
+            )
+        config = cls.config_class.from_mapping(loaded.manifest.config)
+        gen = cls(config)
+        gen.metrics = dict(loaded.manifest.metrics)
+        gen._plugin = (loaded.manifest.plugin, loaded.manifest.plugin_version)
+        gen._load_payload(loaded.path, loaded.manifest)
+        return gen
+
+    def _manifest_extra(self) -> dict[str, Any]:
+        """Extra manifest fields (e.g. the tokenizer); JSON-compatible."""
+        return {}
+
+    @abc.abstractmethod
+    def _save_payload(self, directory: Path) -> None:
+        """Write the model's files into ``directory`` (a fresh temporary folder)."""
+
+    @abc.abstractmethod
+    def _load_payload(self, directory: Path, manifest: _bundle.Manifest) -> None:
+        """Read the model's files from a verified bundle ``directory``."""
+
+    def _require_trained(self, action: str) -> None:
+        if not self.trained:
+            raise UnsupportedOperationError(
+                f"cannot {action} an untrained {self.name!r} generator: call fit() or load a bundle"
+            )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.name!r} {self.config!r}>"
+
+
+class TextGenerator(Generator["TextRequest"]):
+    """Base class of text generators."""
+
+    modality: ClassVar[str] = "text"
+
+    def generate(self, request: TextRequest | str | None = None, **options: Any) -> TextResult:
+        """Generate ``request.n`` texts; ``generate("prompt", max_tokens=20, seed=1)`` works too."""
+        req = TextRequest.build(request, **options).with_seed()
+        self._require_trained("generate with")
+        result = self._generate(req)
+        result.metadata.setdefault("seed", req.seed)
+        out = self._process(req, result)
+        if not isinstance(out, TextResult):
+            raise TypeError(f"a result processor returned {type(out).__name__}, not TextResult")
+        return out
+
+    def stream(self, request: TextRequest | str | None = None, **options: Any) -> Iterator[str]:
+        """Yield the first sample's text piece by piece as it is generated.
+
+        The pieces concatenate to the text ``generate`` returns for the same
+        request (before result processors, which need the whole text).
+        """
+        req = TextRequest.build(request, **options).with_seed()
+        self._require_trained("generate with")
+        return self._stream(req)
+
+    @abc.abstractmethod
+    def _generate(self, request: TextRequest) -> TextResult:
+        """Generate ``request.n`` texts; ``request.seed`` is set."""
+
+    def _stream(self, request: TextRequest) -> Iterator[str]:
+        """Default: the whole first text at once; override to stream tokens."""
+        yield self._generate(request).texts[0]
+
+
+class ImageGenerator(Generator["ImageRequest"]):
+    """Base class of image generators."""
+
+    modality: ClassVar[str] = "image"
+
+    def generate(self, request: ImageRequest | None = None, **options: Any) -> ImageResult:
+        """Generate ``request.n`` images (``generate(n=16, seed=0)`` works too)."""
+        req = ImageRequest.build(request, **options).with_seed()
+        self._require_trained("generate with")
+        result = self._generate(req)
+        result.metadata.setdefault("seed", req.seed)
+        out = self._process(req, result)
+        if not isinstance(out, ImageResult):
+            raise TypeError(f"a result processor returned {type(out).__name__}, not ImageResult")
+        return out
+
+    @abc.abstractmethod
+    def _generate(self, request: ImageRequest) -> ImageResult:
+        """Generate ``request.n`` images; ``request.seed`` is set."""
+
+
+def describe_config(config_class: type[GeneratorConfig]) -> Mapping[str, Any]:
+    """Default values of a config class's options (for help texts)."""
+    out: dict[str, Any] = {}
+    for f in dataclasses.fields(config_class):
+        if f.default is not dataclasses.MISSING:
+            out[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            out[f.name] = f.default_factory()
+        else:
+            out[f.name] = None
+    return out

@@ -1,0 +1,122 @@
+"""The template generator: text from a Tracery-style grammar."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import random
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+from aigc_engine.plugin_api import (
+    ConfigError,
+    GeneratorConfig,
+    Manifest,
+    Progress,
+    TextDataset,
+    TextGenerator,
+    TextRequest,
+    TextResult,
+)
+
+from .grammar import Grammar
+
+GRAMMAR_FILE = "grammar.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class TemplateConfig(GeneratorConfig):
+    """Options of the template generator.
+
+    ``start``: the symbol each text expands from. ``max_depth``: how deep
+    expansion may nest before it is stopped as runaway recursion.
+    """
+
+    start: str = "origin"
+    max_depth: int = 64
+
+    def validate(self) -> None:
+        if not self.start:
+            raise ConfigError("start must name a grammar symbol")
+        if not 1 <= self.max_depth <= 10_000:
+            raise ConfigError(f"max_depth must be in [1, 10000], got {self.max_depth}")
+
+
+def sample_rng(seed: int, index: int) -> random.Random:
+    """The RNG of sample ``index`` of a request: independent of how many samples are asked."""
+    return random.Random(f"aigc-template:{seed}:{index}")
+
+
+class TemplateGenerator(TextGenerator):
+    """Expands a grammar (``fit`` reads it from a JSON file or dataset).
+
+    The prompt, when given, is put before the generated text. ``max_tokens``
+    does not apply: a grammar decides where a text ends.
+    """
+
+    name: ClassVar[str] = "template"
+    config_class: ClassVar[type[GeneratorConfig]] = TemplateConfig
+
+    def __init__(self, config: GeneratorConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.grammar: Grammar | None = None
+
+    @property
+    def cfg(self) -> TemplateConfig:
+        """The config, typed."""
+        assert isinstance(self.config, TemplateConfig)
+        return self.config
+
+    @property
+    def trained(self) -> bool:
+        return self.grammar is not None
+
+    def fit(self, data: Any, *, progress: Progress | None = None) -> dict[str, Any]:
+        """Read the grammar: a dict, a JSON file, or a text dataset holding JSON."""
+        if isinstance(data, dict):
+            rules = data
+        else:
+            dataset = self._dataset(data)
+            if not isinstance(dataset, TextDataset):
+                raise ConfigError("the template generator reads its grammar from text (JSON)")
+            try:
+                rules = json.loads(dataset.text())
+            except json.JSONDecodeError as exc:
+                raise ConfigError(
+                    f"grammar {dataset.name!r} is not valid JSON: {exc.msg} at line {exc.lineno}"
+                    f" column {exc.colno}"
+                ) from None
+        self.grammar = Grammar(rules)
+        if self.cfg.start not in self.grammar.symbols:
+            raise ConfigError(
+                f"start symbol {self.cfg.start!r} is not in the grammar; symbols: "
+                f"{', '.join(self.grammar.symbols)}"
+            )
+        self.metrics = {"symbols": len(self.grammar.symbols),
+                        "rules": sum(len(r) for r in self.grammar.source.values())}
+        return dict(self.metrics)
+
+    def _generate(self, request: TextRequest) -> TextResult:
+        assert request.seed is not None
+        texts = ["".join(self._pieces(request, i)) for i in range(request.n)]
+        return TextResult(texts=texts, request=request)
+
+    def _stream(self, request: TextRequest) -> Iterator[str]:
+        yield from self._pieces(request, 0)
+
+    def _pieces(self, request: TextRequest, index: int) -> Iterator[str]:
+        assert self.grammar is not None and request.seed is not None
+        if request.prompt:
+            yield request.prompt
+        yield from self.grammar.iter_expand(self.cfg.start, sample_rng(request.seed, index),
+                                            max_depth=self.cfg.max_depth)
+
+    def _save_payload(self, directory: Path) -> None:
+        assert self.grammar is not None
+        (directory / GRAMMAR_FILE).write_text(
+            json.dumps(self.grammar.source, indent=2, ensure_ascii=False) + "\n",
+            encoding="utf-8")
+
+    def _load_payload(self, directory: Path, manifest: Manifest) -> None:
+        self.fit(json.loads((directory / GRAMMAR_FILE).read_text(encoding="utf-8")))
