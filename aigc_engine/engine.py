@@ -91,8 +91,8 @@ class Engine:
     """Discovers plugins and creates, loads and lists generators.
 
     ``plugins`` chooses which plugins load, as ``AIGC_PLUGINS`` does (None:
-    the environment variable decides; ``[]``: none; ``["a", "b"]``: only those;
-    ``["-a"]``: all but a). ``extra_plugins`` registers in-process plugin
+    the environment variable decides; ``"*"``: all; ``[]``: none; ``["a", "b"]``:
+    only those; ``["-a"]``: all but a). ``extra_plugins`` registers in-process plugin
     objects (name -> module or object). ``entry_points=False`` skips
     installed plugins altogether. ``strict=True`` (or ``AIGC_STRICT_PLUGINS=1``)
     re-raises plugin failures instead of recording them.

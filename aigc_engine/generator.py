@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 
     from .datasets import Dataset
 
-G = TypeVar("G", bound="Generator")
+G = TypeVar("G", bound="Generator[Any]")
 R = TypeVar("R", "TextRequest", "ImageRequest")
 
 MAX_SEED = 2**63 - 1
