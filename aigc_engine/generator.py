@@ -128,18 +128,19 @@ class TextRequest:
             raise ConfigError("sampling must be a SamplingParams")
 
     @classmethod
-    def build(cls, prompt: str | TextRequest | None = None, **options: Any) -> TextRequest:
+    def build(cls, request: str | TextRequest | None = None, /, **options: Any) -> TextRequest:
         """A request from keyword options; sampling options may be given flat.
 
-        ``TextRequest.build("To be", max_tokens=20, top_k=40, seed=1)``.
+        ``TextRequest.build("To be", max_tokens=20, top_k=40, seed=1)``; the first
+        argument may be a prompt or a request to modify.
         """
-        if isinstance(prompt, TextRequest):
+        if isinstance(request, TextRequest):
             if not options:
-                return prompt
-            base = dataclasses.asdict(prompt)
-            base["sampling"] = prompt.sampling
+                return request
+            base = dataclasses.asdict(request)
+            base["sampling"] = request.sampling
         else:
-            base = {} if prompt is None else {"prompt": prompt}
+            base = {} if request is None else {"prompt": request}
         sampling = {k: options.pop(k) for k in list(options) if k in _SAMPLING_FIELDS}
         valid = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - valid)
@@ -177,7 +178,7 @@ class ImageRequest:
             object.__setattr__(self, "labels", labels)
 
     @classmethod
-    def build(cls, request: ImageRequest | None = None, **options: Any) -> ImageRequest:
+    def build(cls, request: ImageRequest | None = None, /, **options: Any) -> ImageRequest:
         """A request from keyword options (``n``, ``seed``, ``labels``)."""
         if request is not None:
             return dataclasses.replace(request, **options) if options else request

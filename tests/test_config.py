@@ -109,3 +109,9 @@ def test_a_missing_seed_is_drawn_and_recorded() -> None:
     req = TextRequest().with_seed()
     assert isinstance(req.seed, int) and 0 <= req.seed < 2**63
     assert req.with_seed() is req
+
+
+def test_prompt_may_be_given_by_keyword() -> None:
+    assert TextRequest.build(prompt="hi", n=2).prompt == "hi"
+    base = TextRequest(prompt="a")
+    assert TextRequest.build(base, prompt="b").prompt == "b"
