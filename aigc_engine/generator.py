@@ -337,6 +337,11 @@ class Generator(abc.ABC, Generic[R]):
         gen._load_payload(loaded.path, loaded.manifest)
         return gen
 
+    @classmethod
+    def from_file(cls: type[G], path: str | os.PathLike[str]) -> G:
+        """Open a model file of a foreign format (see ``GeneratorSpec.file_suffixes``)."""
+        raise UnsupportedOperationError(f"generator {cls.name!r} opens no model files")
+
     def _manifest_extra(self) -> dict[str, Any]:
         """Extra manifest fields (e.g. the tokenizer); JSON-compatible."""
         return {}

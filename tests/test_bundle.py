@@ -183,3 +183,10 @@ def test_crash_between_renames_is_recovered(engine: Engine, saved: Path) -> None
     loaded = engine.load(saved)
     assert loaded.config.to_dict()["max_depth"] == 10
     assert saved.is_dir()
+
+
+def test_a_file_no_generator_opens_is_refused(engine: Engine, tmp_path: Path) -> None:
+    model = tmp_path / "model.xyz"
+    model.write_text("not a bundle")
+    with pytest.raises(ModelFormatError, match="is a file, not a bundle directory.*'.xyz'"):
+        engine.load(model)
