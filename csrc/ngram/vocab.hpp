@@ -1,0 +1,52 @@
+#pragma once
+// Word <-> id table of an n-gram model: an arena of strings and an
+// open-addressing hash index. Ids are dense, assigned in insertion order.
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace aigc::ngram {
+
+// Ids of the special words, fixed in every model (as in KenLM's builder).
+constexpr std::uint32_t kUnk = 0;
+constexpr std::uint32_t kBos = 1;
+constexpr std::uint32_t kEos = 2;
+constexpr std::uint32_t kNoWord = 0xFFFFFFFFu;
+
+inline constexpr std::string_view kUnkWord = "<unk>";
+inline constexpr std::string_view kBosWord = "<s>";
+inline constexpr std::string_view kEosWord = "</s>";
+
+std::uint64_t hash_bytes(std::string_view s);
+
+class Vocabulary {
+ public:
+  Vocabulary();
+
+  // Returns the id of `word`, adding it when absent.
+  std::uint32_t insert(std::string_view word);
+  // The id of `word`, or kNoWord.
+  std::uint32_t find(std::string_view word) const;
+  std::string_view word(std::uint32_t id) const {
+    return std::string_view(arena_.data() + offsets_[id], offsets_[id + 1] - offsets_[id]);
+  }
+  std::size_t size() const { return offsets_.size() - 1; }
+  void reserve(std::size_t words, std::size_t bytes);
+
+  // Raw access for the binary format.
+  const std::string& arena() const { return arena_; }
+  const std::vector<std::uint64_t>& offsets() const { return offsets_; }
+  // Rebuilds from an arena and offsets (size() + 1 entries); returns false on
+  // a duplicate word.
+  bool assign(std::string arena, std::vector<std::uint64_t> offsets);
+
+ private:
+  void grow();
+  std::string arena_;
+  std::vector<std::uint64_t> offsets_;  // size() + 1
+  std::vector<std::uint32_t> slots_;    // id + 1, 0 = empty
+  std::vector<std::uint32_t> hashes_;   // low bits of each word's hash, per id
+};
+
+}  // namespace aigc::ngram
