@@ -70,21 +70,31 @@ void tokenize_chunk(std::string_view text, std::size_t begin, std::size_t end, T
   vocab.insert(kEosWord);
   out.ids.reserve((end - begin) / 5 + 16);
   std::size_t i = begin;
+  std::vector<std::string_view> toks;
+  std::vector<std::uint64_t> hashes;
   while (i < end) {
     std::size_t nl = text.find('\n', i);
     std::size_t le = (nl == std::string_view::npos || nl > end) ? end : nl;
     out.ids.push_back(kBos);
-    for_each_token(text.substr(i, le - i), mode, i, [&](std::string_view tok) {
-      std::uint32_t id = vocab.insert(tok);
+    toks.clear();
+    for_each_token(text.substr(i, le - i), mode, i, [&](std::string_view tok) { toks.push_back(tok); });
+    // Hash and prefetch the whole line first: the table lookups then overlap.
+    hashes.resize(toks.size());
+    for (std::size_t t = 0; t < toks.size(); ++t) {
+      hashes[t] = hash_bytes(toks[t]);
+      vocab.prefetch(hashes[t]);
+    }
+    for (std::size_t t = 0; t < toks.size(); ++t) {
+      std::uint32_t id = vocab.insert_hashed(toks[t], hashes[t]);
       if (id == kBos || id == kEos) {
-        std::size_t off = static_cast<std::size_t>(tok.data() - text.data());
+        std::size_t off = static_cast<std::size_t>(toks[t].data() - text.data());
         throw std::invalid_argument("line " + std::to_string(line_of_offset(text, off)) +
                                     " of the corpus contains the reserved word " +
-                                    std::string(tok) + " (lmplz rejects it too); remove it");
+                                    std::string(toks[t]) + " (lmplz rejects it too); remove it");
       }
       out.ids.push_back(id);
-      ++out.words;
-    });
+    }
+    out.words += toks.size();
     out.ids.push_back(kEos);
     ++out.sentences;
     i = le + 1;
@@ -401,37 +411,59 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
     bos_end[k] = levels[k - 1].child[bos_end[k - 1]];
   }
   // Suffix of each node of level k (a node of level k-1), from the suffixes
-  // of level k-1.
-  auto compute_suffix = [&](int k, const std::vector<std::uint32_t>& prev, std::vector<std::uint32_t>& out) {
+  // of level k-1: sfx(p w) = the child w of sfx(p). The children of p are
+  // sorted, so each search gallops forward from the previous hit.
+  std::vector<std::vector<std::uint32_t>> sfx(order);
+  for (int k = 1; k < order; ++k) {
     const Level& pl = levels[k - 1];
     const Level& lv = levels[k];
+    std::vector<std::uint32_t>& out = sfx[k];
     out.resize(lv.size());
+    if (k == 1) {
+      std::memcpy(out.data(), lv.word.data(), lv.size() * 4);
+      continue;
+    }
+    const std::vector<std::uint32_t>& prev = sfx[k - 1];
+    const Level& sl = levels[k - 2];  // the level of sfx(p)
+    const std::uint32_t* targets = lv.word.data();
+    const std::uint32_t* words = pl.word.data();  // the children of sfx(p) are in level k-1
     parallel_for(pl.size(), threads, 4096, [&](std::size_t s, std::size_t e) {
       for (std::size_t p = s; p < e; ++p) {
-        for (std::uint32_t c = pl.child[p]; c < pl.child[p + 1]; ++c) {
-          if (k == 1) {
-            out[c] = lv.word[c];
-          } else {
-            std::uint32_t f = model.find_child(k - 2, prev[p], lv.word[c]);
-            if (f == kNoWord) throw CoreError("internal error: an n-gram's suffix is missing");
-            out[c] = f;
+        std::uint32_t cb = pl.child[p], ce = pl.child[p + 1];
+        if (cb == ce) continue;
+        const std::uint32_t q = prev[p];
+        std::uint32_t lo = sl.child[q];
+        const std::uint32_t hi = sl.child[q + 1];
+        for (std::uint32_t c = cb; c < ce; ++c) {
+          const std::uint32_t w = targets[c];
+          // Gallop: find a bound with words[lo + step] >= w.
+          std::uint32_t step = 1, base = lo;
+          while (base + step < hi && words[base + step] < w) {
+            base += step;
+            step <<= 1;
           }
+          std::uint32_t l = base, r = std::min(hi, base + step + 1);
+          while (l < r) {
+            std::uint32_t mid = l + (r - l) / 2;
+            if (words[mid] < w)
+              l = mid + 1;
+            else
+              r = mid;
+          }
+          if (l >= hi || words[l] != w) throw CoreError("internal error: an n-gram's suffix is missing");
+          out[c] = l;
+          lo = l + 1;
         }
       }
     });
-  };
+  }
   // Adjusted counts for levels below the top, outside the <s> subtree.
-  {
-    std::vector<std::uint32_t> sfx_prev, sfx;
-    for (int k = 1; k < order; ++k) {
-      compute_suffix(k, sfx_prev, sfx);
-      float* cnt = levels[k - 1].prob.data();
-      std::vector<std::uint32_t> adj(levels[k - 1].size(), 0);
-      for (std::uint32_t s : sfx) ++adj[s];
-      for (std::size_t i = 0; i < adj.size(); ++i)
-        if (i < bos_begin[k - 1] || i >= bos_end[k - 1]) set_u32(cnt, i, adj[i]);
-      sfx_prev.swap(sfx);
-    }
+  for (int k = 1; k < order; ++k) {
+    float* cnt = levels[k - 1].prob.data();
+    std::vector<std::uint32_t> adj(levels[k - 1].size(), 0);
+    for (std::uint32_t x : sfx[k]) ++adj[x];
+    for (std::size_t i = 0; i < adj.size(); ++i)
+      if (i < bos_begin[k - 1] || i >= bos_end[k - 1]) set_u32(cnt, i, adj[i]);
   }
   set_u32(levels[0].prob.data(), kUnk, 0);
   set_u32(levels[0].prob.data(), kBos, 0);
@@ -506,9 +538,8 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
       cnt[w] = p;
     }
   }
-  std::vector<std::uint32_t> sfx_prev, sfx;
   for (int k = 1; k < order; ++k) {
-    compute_suffix(k, sfx_prev, sfx);
+    const std::vector<std::uint32_t>& sx = sfx[k];
     Level& pl = levels[k - 1];
     Level& lv = levels[k];
     pl.backoff.assign(pl.size(), 1.0f);
@@ -540,11 +571,11 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
         for (std::uint32_t c = cb; c < ce; ++c) {
           std::uint32_t cnt = get_u32(cur, c);
           float un = d.apply(cnt) / fden;
-          cur[c] = un + gamma * lower_sfx[sfx[c]];
+          cur[c] = un + gamma * lower_sfx[sx[c]];
         }
       }
     });
-    sfx_prev.swap(sfx);
+    std::vector<std::uint32_t>().swap(sfx[k]);
     // Level k-1 is now final: to log10.
     for (std::size_t i = 0; i < pl.size(); ++i) {
       pl.prob[i] = std::min(0.0f, log10f(pl.prob[i]));

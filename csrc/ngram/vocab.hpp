@@ -25,7 +25,13 @@ class Vocabulary {
   Vocabulary();
 
   // Returns the id of `word`, adding it when absent.
-  std::uint32_t insert(std::string_view word);
+  std::uint32_t insert(std::string_view word) { return insert_hashed(word, hash_bytes(word)); }
+  // The same with a precomputed hash_bytes(word).
+  std::uint32_t insert_hashed(std::string_view word, std::uint64_t hash);
+  // Hints the cache about the slot of a hash (for batched inserts).
+  void prefetch(std::uint64_t hash) const {
+    __builtin_prefetch(slots_.data() + (static_cast<std::uint32_t>(hash) & (slots_.size() - 1)));
+  }
   // The id of `word`, or kNoWord.
   std::uint32_t find(std::string_view word) const;
   std::string_view word(std::uint32_t id) const {
@@ -45,8 +51,8 @@ class Vocabulary {
   void grow();
   std::string arena_;
   std::vector<std::uint64_t> offsets_;  // size() + 1
-  std::vector<std::uint32_t> slots_;    // id + 1, 0 = empty
-  std::vector<std::uint32_t> hashes_;   // low bits of each word's hash, per id
+  // Open addressing: each slot holds (hash << 32 | (id + 1)), 0 = empty.
+  std::vector<std::uint64_t> slots_;
 };
 
 }  // namespace aigc::ngram
