@@ -48,6 +48,18 @@ std::string fspath(const py::handle& obj) {
   return py::str(py::module_::import("os").attr("fspath")(obj));
 }
 
+// fspath() of a file that must exist (FileNotFoundError otherwise).
+std::string existing_file(const py::handle& obj) {
+  std::string path = fspath(obj);
+  if (!py::module_::import("os").attr("path").attr("isfile")(path).cast<bool>()) {
+    py::object err = py::module_::import("builtins").attr("FileNotFoundError")(
+        2, "No such file", path);
+    PyErr_SetObject(err.get_type().ptr(), err.ptr());
+    throw py::error_already_set();
+  }
+  return path;
+}
+
 // A sequence of lines joined with '\n' (each string is one sentence).
 std::string join_lines(const py::handle& obj) {
   if (py::isinstance<py::bytes>(obj))
@@ -132,7 +144,7 @@ fixed for the specials: <unk> = 0, <s> = 1, </s> = 2.
         ngram::EstimateInfo info;
         std::optional<Model> model;
         if (is_path(source)) {
-          std::string path = fspath(source);
+          std::string path = existing_file(source);
           py::gil_scoped_release release;
           model.emplace(ngram::estimate_file(path, opt, &info));
         } else {
@@ -162,9 +174,12 @@ threads: 0 = all cores.)doc");
 
   cls.def_static(
       "estimate_text",
-      [](const std::string& text, int order, const std::string& mode,
+      [](const py::object& text_obj, int order, const std::string& mode,
          std::optional<std::vector<float>> discount_fallback,
          std::optional<std::vector<std::uint64_t>> prune, unsigned threads) {
+        if (!py::isinstance<py::str>(text_obj) && !py::isinstance<py::bytes>(text_obj))
+          throw std::invalid_argument("estimate_text expects str or bytes (UTF-8)");
+        std::string text = text_obj.cast<std::string>();
         ngram::EstimateOptions opt;
         ngram::check_order(order);
         opt.order = order;
@@ -188,12 +203,12 @@ threads: 0 = all cores.)doc");
       },
       py::arg("text"), py::arg("order"), py::kw_only(), py::arg("mode") = "word",
       py::arg("discount_fallback") = py::none(), py::arg("prune") = py::none(),
-      py::arg("threads") = 0, "As estimate(), from one str holding the whole text (lines separated by \\n).");
+      py::arg("threads") = 0, "As estimate(), from one str or UTF-8 bytes holding the whole text (lines separated by \\n).");
 
   cls.def_static(
       "read_arpa",
       [](const py::object& path) {
-        std::string p = fspath(path);
+        std::string p = existing_file(path);
         std::optional<Model> model;
         {
           py::gil_scoped_release release;
@@ -208,7 +223,7 @@ threads: 0 = all cores.)doc");
   cls.def_static(
       "load_binary",
       [](const py::object& path) {
-        std::string p = fspath(path);
+        std::string p = existing_file(path);
         std::optional<Model> model;
         {
           py::gil_scoped_release release;
@@ -315,7 +330,7 @@ threads: 0 = all cores.)doc");
       "perplexity",
       [](const PyNgram& s, const py::object& source, unsigned threads) {
         std::string text = is_path(source) ? std::string() : join_lines(source);
-        std::string path = is_path(source) ? fspath(source) : std::string();
+        std::string path = is_path(source) ? existing_file(source) : std::string();
         ngram::PerplexityStats st;
         {
           py::gil_scoped_release release;

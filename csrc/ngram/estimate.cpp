@@ -320,7 +320,7 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
   threads = std::max(1u, std::min(threads, 64u));
 
   // 1. Tokenise in chunks of whole lines.
-  unsigned nchunks = text.size() < (1u << 20) ? 1u : threads;
+  unsigned nchunks = text.size() < (1u << 18) ? 1u : threads;
   std::vector<std::size_t> cut(nchunks + 1, text.size());
   cut[0] = 0;
   for (unsigned c = 1; c < nchunks; ++c) {
