@@ -24,8 +24,7 @@ namespace aigc::sampling {
 namespace {
 
 constexpr std::int64_t kBlock = 64;          // scores per block in full-row passes
-constexpr int kLanes = 16;                   // independent accumulators (vectorised)
-constexpr std::int64_t kSortLimit = 256;     // candidates sorted outright in mass selection
+constexpr std::int64_t kSortLimit = 512;     // candidates sorted outright in mass selection
 constexpr std::int64_t kParallelGrain = 1 << 15;  // scores per thread at least
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
@@ -127,34 +126,87 @@ void apply_penalties(const float* logits, std::int64_t n, const SamplingParams& 
                               " scores are -inf)");
 }
 
+// ---------------------------------------------------------------- vector kernels
+// GCC/Clang vector extensions (8 floats): SSE2 code by default, and an AVX2
+// clone picked at load time where the CPU has it (target_clones). No FMA in
+// either, so both compute the same bits as the scalar functions of
+// row_common.hpp, and a draw does not depend on the machine's vector width.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define AIGC_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define AIGC_CLONES
+#endif
+
+// The helpers below pass 32-byte vectors by value between internal-linkage
+// functions only, so GCC's note about the AVX calling convention is moot.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+typedef float VF __attribute__((vector_size(32)));
+typedef std::int32_t VI __attribute__((vector_size(32)));
+constexpr int kW = 8;
+
+inline VF load(const float* p) {
+  VF v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+inline void store(float* p, VF v) { std::memcpy(p, &v, sizeof v); }
+inline float hmax(VF v) {
+  float m = v[0];
+  for (int l = 1; l < kW; ++l) m = v[l] > m ? v[l] : m;
+  return m;
+}
+inline float hsum(VF v) {
+  float s = 0.0f;
+  for (int l = 0; l < kW; ++l) s += v[l];
+  return s;
+}
+inline bool any(VI m) {
+  std::int32_t r = 0;
+  for (int l = 0; l < kW; ++l) r |= m[l];
+  return r != 0;
+}
+inline VF splat(float f) { return VF{f, f, f, f, f, f, f, f}; }
+inline VI splati(std::int32_t i) { return VI{i, i, i, i, i, i, i, i}; }
+
+// exp_weight of row_common.hpp, 8 lanes, same operations in the same order.
+inline VF exp_weight_v(VF s) {
+  const VI ok = s >= splat(kMinLogWeight);
+  s = (VF)((VI)s & ok);
+  const VI ni = __builtin_convertvector(s * splat(1.44269504088896341f) - splat(0.5f), VI);
+  const VF n = __builtin_convertvector(ni, VF);
+  VF r = s - n * splat(0.693145751953125f);
+  r = r - n * splat(1.428606765330187045e-06f);
+  VF p = splat(1.0f / 720.0f);
+  p = p * r + splat(1.0f / 120.0f);
+  p = p * r + splat(1.0f / 24.0f);
+  p = p * r + splat(1.0f / 6.0f);
+  p = p * r + splat(0.5f);
+  p = p * r + splat(1.0f);
+  p = p * r + splat(1.0f);
+  const VF scale = (VF)((ni + splati(127)) << 23);
+  return (VF)((VI)(p * scale) & ok);
+}
+
 // Maximum of a range; sets bad when it holds a NaN.
-inline float range_max(const float* x, std::int64_t len, bool& bad) {
-  float mx[kLanes];
-  int nan[kLanes];
-  for (int l = 0; l < kLanes; ++l) {
-    mx[l] = -kInf;
-    nan[l] = 0;
-  }
+AIGC_CLONES float range_max(const float* x, std::int64_t len, bool& bad) {
+  VF mx = splat(-kInf);
+  VI nan = splati(0);
   std::int64_t i = 0;
-  for (; i + kLanes <= len; i += kLanes) {
-    for (int l = 0; l < kLanes; ++l) {
-      const float v = x[i + l];
-      mx[l] = v > mx[l] ? v : mx[l];
-      nan[l] |= (v != v);
-    }
+  for (; i + kW <= len; i += kW) {
+    const VF v = load(x + i);
+    mx = v > mx ? v : mx;
+    nan |= (v != v);
   }
+  float m = hmax(mx);
+  bool any_nan = any(nan);
   for (; i < len; ++i) {
     const float v = x[i];
-    mx[0] = v > mx[0] ? v : mx[0];
-    nan[0] |= (v != v);
+    m = v > m ? v : m;
+    any_nan |= (v != v);
   }
-  float m = mx[0];
-  int any = nan[0];
-  for (int l = 1; l < kLanes; ++l) {
-    m = mx[l] > m ? mx[l] : m;
-    any |= nan[l];
-  }
-  if (any) bad = true;
+  if (any_nan) bad = true;
   return m;
 }
 
@@ -194,18 +246,35 @@ inline void sift_up(float* h, std::int64_t i) {
 // Top-k candidates: writes to idx (ascending ids) every finite score >= the
 // k-th largest score (counted with multiplicity), returns their number and the
 // row maximum. heap holds k floats.
-std::int64_t top_k_candidates(const float* x, std::int64_t n, std::int64_t k, float* heap,
-                              std::int32_t* idx, float& max_out) {
+AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::int64_t k,
+                                          float* heap, std::int32_t* idx, float& max_out) {
   std::int64_t size = 0, count = 0;
   float thr = -kInf;
   bool bad = false;
   float row_max = -kInf;
+  VI nan = splati(0);
   for (std::int64_t b = 0; b < n; b += kBlock) {
     const std::int64_t len = std::min(kBlock, n - b);
-    const float bm = range_max(x + b, len, bad);
+    float bm;
+    if (len == kBlock) {
+      VF mx = load(x + b);
+      nan |= (mx != mx);
+      for (int i = kW; i < kBlock; i += kW) {
+        const VF v = load(x + b + i);
+        mx = v > mx ? v : mx;
+        nan |= (v != v);
+      }
+      bm = hmax(mx);
+    } else {
+      bm = range_max(x + b, len, bad);
+    }
     row_max = bm > row_max ? bm : row_max;
     if (!(bm >= thr) || bm == -kInf) continue;
     for (std::int64_t j = b; j < b + len; ++j) {
+      if (len == kBlock && (j & (kW - 1)) == 0 && !any(load(x + j) >= splat(thr))) {
+        j += kW - 1;  // none of these 8 reaches the running threshold
+        continue;
+      }
       const float v = x[j];
       if (!(v >= thr) || v == -kInf) continue;
       if (size < k) {
@@ -221,7 +290,7 @@ std::int64_t top_k_candidates(const float* x, std::int64_t n, std::int64_t k, fl
       idx[count++] = static_cast<std::int32_t>(j);
     }
   }
-  if (bad || row_max == kInf || row_max == -kInf) throw_bad_row(x, n);
+  if (bad || any(nan) || row_max == kInf || row_max == -kInf) throw_bad_row(x, n);
   if (size < k) thr = -kInf;  // fewer finite scores than k: all are kept
   std::int64_t kept = 0;
   for (std::int64_t j = 0; j < count; ++j)
@@ -243,46 +312,134 @@ float sorted_threshold(float* vals, std::int64_t count, double target) {
 }
 
 // Top-p threshold by mass over non-negative weights w[0..count): the largest
-// weight value t with sum(w >= t) >= target (ties at t all kept). Radix
-// selection over the float bits (non-negative floats order as integers;
-// weights are <= 1, so bits 29..20 hold the exponent and 3 mantissa bits):
-// digits of bits 29..20, 19..10 and 9..0, each level keeping only the bucket
-// where the mass crosses the target; small buckets are sorted instead.
-float mass_threshold(const float* w, std::int64_t count, double target, float* tmp) {
+// weight value t with sum(w >= t) >= target (ties at t all kept). A radix
+// selection over the float bits (non-negative floats order as integers, and
+// weights are <= 1): level 1 buckets by bits 29..18 (exponent and 5 mantissa
+// bits, 32 buckets per octave), level 2 by bits 17..9, level 3 by bits 8..0;
+// each level keeps only the bucket where the mass crosses the target, and a
+// bucket of at most kSortLimit values is sorted instead.
+constexpr int kHist1 = 4096;
+constexpr int kShift1 = 18;
+
+inline std::uint32_t digit1(float w) { return (float_bits(w) >> kShift1) & (kHist1 - 1); }
+
+// Level-1 histogram of a range of weights (added to hist).
+inline void add_hist1(const float* w, std::int64_t len, double* hist) {
+  for (std::int64_t j = 0; j < len; ++j) hist[digit1(w[j])] += w[j];
+}
+
+// Copies the weights of level-1 bucket `bucket` to out; returns their number.
+AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std::uint32_t bucket,
+                                        float* out) {
+  const VI want = splati(static_cast<std::int32_t>(bucket));
+  const VI mask = splati(kHist1 - 1);
+  std::int64_t k = 0, j = 0;
+  for (; j + kBlock <= count; j += kBlock) {
+    VI hit = splati(0);
+    for (int i = 0; i < kBlock; i += kW) hit |= ((((VI)load(w + j + i)) >> kShift1) & mask) == want;
+    if (!any(hit)) continue;
+    for (std::int64_t i = j; i < j + kBlock; ++i)
+      if (digit1(w[i]) == bucket) out[k++] = w[i];
+  }
+  for (; j < count; ++j)
+    if (digit1(w[j]) == bucket) out[k++] = w[j];
+  return k;
+}
+
+float mass_threshold(const float* w, std::int64_t count, double target, float* tmp,
+                     double* hist1 /* level-1 histogram of w, or null */) {
   if (count <= kSortLimit) {
     std::memcpy(tmp, w, static_cast<std::size_t>(count) * sizeof(float));
     return sorted_threshold(tmp, count, target);
   }
-  constexpr int kShift[3] = {20, 10, 0};
-  double hist[1024];
-  const float* src = w;
-  std::int64_t cnt = count;
-  for (int level = 0; level < 3; ++level) {
+  std::unique_ptr<double[]> own;
+  if (!hist1) {
+    own.reset(new double[kHist1]());
+    hist1 = own.get();
+    add_hist1(w, count, hist1);
+  }
+  double acc = 0.0;
+  int b = kHist1 - 1;
+  for (; b >= 0; --b) {
+    if (acc + hist1[b] >= target) break;
+    acc += hist1[b];
+  }
+  if (b < 0) return 0.0f;  // rounding: the whole set is needed
+  target -= acc;
+  std::int64_t cnt = gather_bucket1(w, count, static_cast<std::uint32_t>(b), tmp);
+  constexpr int kShift[2] = {9, 0};
+  double hist[512];
+  for (int level = 0; level < 2; ++level) {
+    if (cnt <= kSortLimit) return sorted_threshold(tmp, cnt, target);
     const int shift = kShift[level];
     std::memset(hist, 0, sizeof hist);
-    for (std::int64_t j = 0; j < cnt; ++j) {
-      const std::uint32_t d = (float_bits(src[j]) >> shift) & 1023u;
-      hist[d] += src[j];
+    for (std::int64_t j = 0; j < cnt; ++j) hist[(float_bits(tmp[j]) >> shift) & 511u] += tmp[j];
+    acc = 0.0;
+    int d = 511;
+    for (; d >= 0; --d) {
+      if (acc + hist[d] >= target) break;
+      acc += hist[d];
     }
-    double acc = 0.0;
-    int b = 1023;
-    for (; b >= 0; --b) {
-      if (acc + hist[b] >= target) break;
-      acc += hist[b];
-    }
-    if (b < 0) return 0.0f;  // rounding: the whole set is needed
+    if (d < 0) return 0.0f;
     target -= acc;
     std::int64_t kept = 0;
-    for (std::int64_t j = 0; j < cnt; ++j) {
-      const float v = src[j];
-      const std::uint32_t d = (float_bits(v) >> shift) & 1023u;
-      if (d == static_cast<std::uint32_t>(b)) tmp[kept++] = v;
-    }
-    src = tmp;
+    for (std::int64_t j = 0; j < cnt; ++j)
+      if (((float_bits(tmp[j]) >> shift) & 511u) == static_cast<std::uint32_t>(d)) tmp[kept++] = tmp[j];
     cnt = kept;
-    if (level < 2 && cnt <= kSortLimit) return sorted_threshold(tmp, cnt, target);
   }
-  return src[0];  // all remaining values are equal
+  return tmp[0];  // all remaining values are equal
+}
+
+// Full-row weights w = exp_weight((x - m) * inv_t), the sum per block of
+// kBlock (and their total, returned), and the level-1 histogram when hist1 is
+// not null.
+AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float inv_t, float* w,
+                                double* block_sums, double* hist1) {
+  double z = 0.0;
+  const VF mv = splat(m), iv = splat(inv_t);
+  for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
+    const std::int64_t len = std::min(kBlock, n - b);
+    VF acc = splat(0.0f);
+    std::int64_t i = 0;
+    for (; i + kW <= len; i += kW) {
+      const VF v = exp_weight_v((load(x + b + i) - mv) * iv);
+      store(w + b + i, v);
+      acc += v;
+    }
+    float tail = 0.0f;
+    for (; i < len; ++i) {
+      const float v = exp_weight((x[b + i] - m) * inv_t);
+      w[b + i] = v;
+      tail += v;
+    }
+    const double bs = static_cast<double>(hsum(acc)) + tail;
+    block_sums[blk] = bs;
+    z += bs;
+    if (hist1) add_hist1(w + b, len, hist1);
+  }
+  return z;
+}
+
+// Kept mass per block: weights with w >= thr and (x - m) * inv_t >= lmp.
+AIGC_CLONES void masked_block_sums(const float* x, const float* w, std::int64_t n, float m,
+                                   float inv_t, float thr, float lmp, double* block_sums) {
+  const VF mv = splat(m), iv = splat(inv_t), tv = splat(thr), lv = splat(lmp);
+  for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
+    const std::int64_t len = std::min(kBlock, n - b);
+    VF acc = splat(0.0f);
+    std::int64_t i = 0;
+    for (; i + kW <= len; i += kW) {
+      const VF v = load(w + b + i);
+      const VI keep = (v >= tv) & (((load(x + b + i) - mv) * iv) >= lv);
+      acc += (VF)((VI)v & keep);
+    }
+    float tail = 0.0f;
+    for (; i < len; ++i) {
+      const float v = w[b + i];
+      tail += (v >= thr && (x[b + i] - m) * inv_t >= lmp) ? v : 0.0f;
+    }
+    block_sums[blk] = static_cast<double>(hsum(acc)) + tail;
+  }
 }
 
 // What the filters leave of a row, before the draw.
@@ -329,6 +486,7 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
   }
   plan.inv_t = inverse_temperature(params.temperature);
   double z = 0.0;
+  std::unique_ptr<double[]> hist1;
   if (top_k_active(params, n)) {
     plan.subset = true;
     plan.count = top_k_candidates(x, n, params.top_k, s.tmp, s.idx, plan.m);
@@ -341,61 +499,24 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
   } else {
     plan.m = checked_max(x, n);
     plan.count = n;
-    const float m = plan.m, inv_t = plan.inv_t;
-    for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
-      const std::int64_t len = std::min(kBlock, n - b);
-      float acc[kLanes] = {};
-      std::int64_t i = 0;
-      for (; i + kLanes <= len; i += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-          const float w = exp_weight((x[b + i + l] - m) * inv_t);
-          s.w[b + i + l] = w;
-          acc[l] += w;
-        }
-      }
-      for (; i < len; ++i) {
-        const float w = exp_weight((x[b + i] - m) * inv_t);
-        s.w[b + i] = w;
-        acc[0] += w;
-      }
-      double bs = 0.0;
-      for (int l = 0; l < kLanes; ++l) bs += acc[l];
-      s.block_sums[blk] = bs;
-      z += bs;
+    if (top_p_active(params) && n > kSortLimit) {
+      hist1.reset(new double[kHist1]());
     }
+    z = weights_pass(x, n, plan.m, plan.inv_t, s.w, s.block_sums, hist1.get());
     plan.block_sums = s.block_sums;
   }
   plan.w = s.w;
   if (top_p_active(params)) {
-    plan.thr_p = mass_threshold(s.w, plan.count, static_cast<double>(params.top_p) * z, s.tmp);
+    plan.thr_p = mass_threshold(s.w, plan.count, static_cast<double>(params.top_p) * z, s.tmp,
+                                hist1.get());
     plan.masked = true;
   }
   if (min_p_active(params)) {
     plan.log_min_p = static_cast<float>(std::log(static_cast<double>(params.min_p)));
     plan.masked = true;
   }
-  if (!plan.subset && plan.masked) {
-    const float m = plan.m, inv_t = plan.inv_t, thr = plan.thr_p, lmp = plan.log_min_p;
-    for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
-      const std::int64_t len = std::min(kBlock, n - b);
-      float acc[kLanes] = {};
-      std::int64_t i = 0;
-      for (; i + kLanes <= len; i += kLanes) {
-        for (int l = 0; l < kLanes; ++l) {
-          const float w = s.w[b + i + l];
-          const bool keep = (w >= thr) & ((x[b + i + l] - m) * inv_t >= lmp);
-          acc[l] += keep ? w : 0.0f;
-        }
-      }
-      for (; i < len; ++i) {
-        const float w = s.w[b + i];
-        acc[0] += kept_weight(plan, x[b + i], w) ? w : 0.0f;
-      }
-      double bs = 0.0;
-      for (int l = 0; l < kLanes; ++l) bs += acc[l];
-      s.block_sums[blk] = bs;
-    }
-  }
+  if (!plan.subset && plan.masked)
+    masked_block_sums(x, s.w, n, plan.m, plan.inv_t, plan.thr_p, plan.log_min_p, s.block_sums);
   return plan;
 }
 
