@@ -122,7 +122,7 @@ void apply_penalties(const float* logits, std::int64_t n, const SamplingParams& 
       throw std::invalid_argument("+inf logit at index " + std::to_string(i) +
                                   " (logits must be finite or -inf)");
   }
-  throw std::invalid_argument("the row has no finite logit (all " + std::to_string(n) +
+  throw std::invalid_argument("no finite logit in the row (all " + std::to_string(n) +
                               " scores are -inf)");
 }
 
@@ -245,7 +245,8 @@ inline void sift_up(float* h, std::int64_t i) {
 
 // Top-k candidates: writes to idx (ascending ids) every finite score >= the
 // k-th largest score (counted with multiplicity), returns their number and the
-// row maximum. heap holds k floats.
+// row maximum. heap holds k floats. Returns -1 for a row with a NaN, +inf or
+// no finite score.
 AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::int64_t k,
                                           float* heap, std::int32_t* idx, float& max_out) {
   std::int64_t size = 0, count = 0;
@@ -290,7 +291,8 @@ AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::i
       idx[count++] = static_cast<std::int32_t>(j);
     }
   }
-  if (bad || any(nan) || row_max == kInf || row_max == -kInf) throw_bad_row(x, n);
+  // Thrown by the caller: unwinding through a target_clones function aborts.
+  if (bad || any(nan) || row_max == kInf || row_max == -kInf) return -1;
   if (size < k) thr = -kInf;  // fewer finite scores than k: all are kept
   std::int64_t kept = 0;
   for (std::int64_t j = 0; j < count; ++j)
@@ -490,6 +492,7 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
   if (top_k_active(params, n)) {
     plan.subset = true;
     plan.count = top_k_candidates(x, n, params.top_k, s.tmp, s.idx, plan.m);
+    if (plan.count < 0) throw_bad_row(x, n);
     plan.idx = s.idx;
     for (std::int64_t j = 0; j < plan.count; ++j) {
       const float w = exp_weight((x[s.idx[j]] - plan.m) * plan.inv_t);
