@@ -162,6 +162,7 @@ def _cuda_launch(
             out=out.data_ptr() if out is not None else 0,
             probs=probs_out.data_ptr() if probs_out is not None else 0,
             cuda_stream=torch.cuda.current_stream(x.device).cuda_stream,
+            device=x.device.index if x.device.index is not None else torch.cuda.current_device(),
         )
     bad = torch.nonzero(status).flatten()
     if bad.numel():  # one synchronisation: never hand out a garbage token
