@@ -176,7 +176,12 @@ def adversarial_rows() -> list[tuple[str, np.ndarray]]:
     equal = np.full(2000, 1.5, np.float32)
     near = np.zeros(3000, np.float32)
     near[::7] = 1e-3
+    # Heavy tokens off the 1/16 sample grid: the sampled top-p bracket misses, exact fallback.
+    peaky = (rng.standard_normal(5000) * 0.1).astype(np.float32)
+    peaky[[1, 2, 3, 17]] = [8.0, 7.5, 7.0, 6.0]
+    ascending = np.linspace(-5, 5, 3000, dtype=np.float32)  # worst case for the top-k heap
     return [
+        ("peaky", peaky), ("ascending", ascending),
         ("ties", ties), ("with_-inf", with_inf), ("huge", huge), ("big_ties", big_ties),
         ("all_equal", equal), ("near_ties", near), ("one", np.array([0.25], np.float32)),
         ("one_finite", np.array([-inf, -inf, 2.0, -inf], np.float32)),

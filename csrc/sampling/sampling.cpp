@@ -17,6 +17,10 @@
 #include <stdexcept>
 #include <string>
 
+#if defined(__x86_64__) || defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
 #include "parallel.hpp"
 #include "sampling/row_common.hpp"
 
@@ -162,11 +166,20 @@ inline float hsum(VF v) {
   for (int l = 0; l < kW; ++l) s += v[l];
   return s;
 }
-inline bool any(VI m) {
-  std::int32_t r = 0;
-  for (int l = 0; l < kW; ++l) r |= m[l];
-  return r != 0;
+// Bit l set when lane l of the mask is set (lanes are 0 or -1).
+inline unsigned lane_mask(VI m) {
+#if defined(__x86_64__) || defined(__SSE__)
+  __m128 lo, hi;
+  std::memcpy(&lo, &m, sizeof lo);
+  std::memcpy(&hi, reinterpret_cast<const char*>(&m) + sizeof lo, sizeof hi);
+  return static_cast<unsigned>(_mm_movemask_ps(lo)) | (static_cast<unsigned>(_mm_movemask_ps(hi)) << 4);
+#else
+  unsigned r = 0;
+  for (int l = 0; l < kW; ++l) r |= static_cast<unsigned>(m[l] != 0) << l;
+  return r;
+#endif
 }
+inline bool any(VI m) { return lane_mask(m) != 0; }
 inline VF splat(float f) { return VF{f, f, f, f, f, f, f, f}; }
 inline VI splati(std::int32_t i) { return VI{i, i, i, i, i, i, i, i}; }
 
@@ -336,39 +349,140 @@ AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std:
   const VI want = splati(static_cast<std::int32_t>(bucket));
   const VI mask = splati(kHist1 - 1);
   std::int64_t k = 0, j = 0;
-  for (; j + kBlock <= count; j += kBlock) {
-    VI hit = splati(0);
-    for (int i = 0; i < kBlock; i += kW) hit |= ((((VI)load(w + j + i)) >> kShift1) & mask) == want;
-    if (!any(hit)) continue;
-    for (std::int64_t i = j; i < j + kBlock; ++i)
-      if (digit1(w[i]) == bucket) out[k++] = w[i];
+  for (; j + kW <= count; j += kW) {
+    const VF v = load(w + j);
+    unsigned hit = lane_mask((((VI)v >> kShift1) & mask) == want);
+    while (hit) {
+      const int l = __builtin_ctz(hit);
+      hit &= hit - 1;
+      out[k++] = v[l];
+    }
   }
   for (; j < count; ++j)
     if (digit1(w[j]) == bucket) out[k++] = w[j];
   return k;
 }
 
-float mass_threshold(const float* w, std::int64_t count, double target, float* tmp,
-                     double* hist1 /* level-1 histogram of w, or null */) {
+// The mass of weights whose level-1 digit is above `hi`; adds the weights with
+// digits in [lo, hi] to hist (the exact histogram of that bracket) and copies
+// them to out (their number in *out_count).
+AIGC_CLONES double bracket_pass(const float* w, std::int64_t count, std::uint32_t lo,
+                                std::uint32_t hi, double* hist, float* out,
+                                std::int64_t* out_count) {
+  std::int64_t k = 0;
+  const VI vlo = splati(static_cast<std::int32_t>(lo)), vhi = splati(static_cast<std::int32_t>(hi));
+  const VI mask = splati(kHist1 - 1);
+  double above = 0.0;
+  std::int64_t j = 0;
+  while (j + kW <= count) {
+    VF acc = splat(0.0f);
+    const std::int64_t end = std::min(count - kW, j + kBlock - kW);
+    for (; j <= end; j += kW) {
+      const VF v = load(w + j);
+      const VI d = ((VI)v >> kShift1) & mask;
+      const VI gt = d > vhi;
+      acc += (VF)((VI)v & gt);
+      unsigned in = lane_mask((d >= vlo) & ~gt);
+      while (in) {
+        const int l = __builtin_ctz(in);
+        in &= in - 1;
+        hist[d[l]] += v[l];
+        out[k++] = v[l];
+      }
+    }
+    above += hsum(acc);
+  }
+  for (; j < count; ++j) {
+    const std::uint32_t d = digit1(w[j]);
+    if (d > hi) {
+      above += w[j];
+    } else if (d >= lo) {
+      hist[d] += w[j];
+      out[k++] = w[j];
+    }
+  }
+  *out_count = k;
+  return above;
+}
+
+// The largest b whose cumulative mass from the top, sum(hist[b..]), reaches
+// target; *above = the mass of the buckets above b. -1 when never reached.
+int crossing_bucket(const double* hist, int top, int bottom, double target, double* above) {
+  double acc = 0.0;
+  for (int b = top; b >= bottom; --b) {
+    if (acc + hist[b] >= target) {
+      *above = acc;
+      return b;
+    }
+    acc += hist[b];
+  }
+  *above = acc;
+  return -1;
+}
+
+float mass_threshold(const float* w, std::int64_t count, double target, float* tmp, double total) {
   if (count <= kSortLimit) {
     std::memcpy(tmp, w, static_cast<std::size_t>(count) * sizeof(float));
     return sorted_threshold(tmp, count, target);
   }
-  std::unique_ptr<double[]> own;
-  if (!hist1) {
-    own.reset(new double[kHist1]());
-    hist1 = own.get();
-    add_hist1(w, count, hist1);
+  std::unique_ptr<double[]> hist1(new double[kHist1]);
+  double* h = hist1.get();
+  int b = -1;
+  double above = 0.0;
+  std::int64_t bracket_count = -1;  // the crossing bucket's values already in tmp
+  constexpr std::int64_t kSampleStride = 16;
+  if (count >= 64 * kSampleStride) {
+    // Bracket the crossing bucket from a 1/16 sample (with a margin of 2% of
+    // the mass either side), then histogram exactly only the bracket; fall
+    // back to the full histogram when the exact masses show the bracket missed.
+    std::memset(h, 0, sizeof(double) * kHist1);
+    double sampled = 0.0;
+    for (std::int64_t j = 0; j < count; j += kSampleStride) {
+      h[digit1(w[j])] += w[j];
+      sampled += w[j];
+    }
+    const double scale = total / sampled, margin = 0.02 * total;
+    int hi = kHist1 - 1, lo = 0;
+    double acc = 0.0;
+    bool hi_set = false;
+    for (int d = kHist1 - 1; d >= 0; --d) {
+      acc += h[d] * scale;
+      if (!hi_set && acc > target - margin) {
+        hi = d;
+        hi_set = true;
+      }
+      if (acc >= target + margin) {
+        lo = d;
+        break;
+      }
+    }
+    std::memset(h, 0, sizeof(double) * kHist1);
+    std::int64_t in_bracket = 0;
+    const double exact_above = bracket_pass(w, count, static_cast<std::uint32_t>(lo),
+                                            static_cast<std::uint32_t>(hi), h, tmp, &in_bracket);
+    if (exact_above < target) {
+      double inner = 0.0;
+      const int c = crossing_bucket(h, hi, lo, target - exact_above, &inner);
+      if (c >= 0) {
+        b = c;
+        above = exact_above + inner;
+        std::int64_t kept = 0;
+        for (std::int64_t j = 0; j < in_bracket; ++j)
+          if (digit1(tmp[j]) == static_cast<std::uint32_t>(b)) tmp[kept++] = tmp[j];
+        bracket_count = kept;
+      }
+    }
   }
-  double acc = 0.0;
-  int b = kHist1 - 1;
-  for (; b >= 0; --b) {
-    if (acc + hist1[b] >= target) break;
-    acc += hist1[b];
+  if (b < 0) {  // the exact level-1 histogram of everything
+    std::memset(h, 0, sizeof(double) * kHist1);
+    add_hist1(w, count, h);
+    b = crossing_bucket(h, kHist1 - 1, 0, target, &above);
+    if (b < 0) return 0.0f;  // rounding: the whole set is needed
   }
-  if (b < 0) return 0.0f;  // rounding: the whole set is needed
-  target -= acc;
-  std::int64_t cnt = gather_bucket1(w, count, static_cast<std::uint32_t>(b), tmp);
+  target -= above;
+  std::int64_t cnt = bracket_count >= 0
+                         ? bracket_count
+                         : gather_bucket1(w, count, static_cast<std::uint32_t>(b), tmp);
   constexpr int kShift[2] = {9, 0};
   double hist[512];
   for (int level = 0; level < 2; ++level) {
@@ -376,7 +490,7 @@ float mass_threshold(const float* w, std::int64_t count, double target, float* t
     const int shift = kShift[level];
     std::memset(hist, 0, sizeof hist);
     for (std::int64_t j = 0; j < cnt; ++j) hist[(float_bits(tmp[j]) >> shift) & 511u] += tmp[j];
-    acc = 0.0;
+    double acc = 0.0;
     int d = 511;
     for (; d >= 0; --d) {
       if (acc + hist[d] >= target) break;
@@ -393,10 +507,9 @@ float mass_threshold(const float* w, std::int64_t count, double target, float* t
 }
 
 // Full-row weights w = exp_weight((x - m) * inv_t), the sum per block of
-// kBlock (and their total, returned), and the level-1 histogram when hist1 is
-// not null.
+// kBlock, and their total (returned).
 AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float inv_t, float* w,
-                                double* block_sums, double* hist1) {
+                                double* block_sums) {
   double z = 0.0;
   const VF mv = splat(m), iv = splat(inv_t);
   for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
@@ -417,7 +530,6 @@ AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float i
     const double bs = static_cast<double>(hsum(acc)) + tail;
     block_sums[blk] = bs;
     z += bs;
-    if (hist1) add_hist1(w + b, len, hist1);
   }
   return z;
 }
@@ -488,7 +600,6 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
   }
   plan.inv_t = inverse_temperature(params.temperature);
   double z = 0.0;
-  std::unique_ptr<double[]> hist1;
   if (top_k_active(params, n)) {
     plan.subset = true;
     plan.count = top_k_candidates(x, n, params.top_k, s.tmp, s.idx, plan.m);
@@ -502,16 +613,12 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
   } else {
     plan.m = checked_max(x, n);
     plan.count = n;
-    if (top_p_active(params) && n > kSortLimit) {
-      hist1.reset(new double[kHist1]());
-    }
-    z = weights_pass(x, n, plan.m, plan.inv_t, s.w, s.block_sums, hist1.get());
+    z = weights_pass(x, n, plan.m, plan.inv_t, s.w, s.block_sums);
     plan.block_sums = s.block_sums;
   }
   plan.w = s.w;
   if (top_p_active(params)) {
-    plan.thr_p = mass_threshold(s.w, plan.count, static_cast<double>(params.top_p) * z, s.tmp,
-                                hist1.get());
+    plan.thr_p = mass_threshold(s.w, plan.count, static_cast<double>(params.top_p) * z, s.tmp, z);
     plan.masked = true;
   }
   if (min_p_active(params)) {
