@@ -83,7 +83,7 @@ class OnnxGanGenerator(ImageGenerator):
     def _get_session(self) -> Any:
         if self._session is None:
             try:
-                import onnxruntime as ort
+                import onnxruntime as ort  # type: ignore[import-untyped]
             except ImportError as exc:
                 raise MissingDependencyError("running exported models",
                                              package="onnxruntime") from exc

@@ -62,7 +62,8 @@ def to_uint8(x: npt.NDArray[np.floating]) -> npt.NDArray[np.uint8]:
     if x.ndim != 4:
         raise ConfigError(f"expected a (N, C, H, W) array, got shape {x.shape}")
     y = np.clip((x.astype(np.float32) + 1.0) * 127.5, 0.0, 255.0)
-    return np.rint(y).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+    out: npt.NDArray[np.uint8] = np.rint(y).astype(np.uint8).transpose(0, 2, 3, 1).copy()
+    return out
 
 
 def make_grid(images: npt.NDArray[np.uint8], *, ncols: int | None = None, pad: int = 1,

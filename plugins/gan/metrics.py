@@ -94,7 +94,8 @@ def gaussian(feats: F64) -> tuple[F64, F64]:
 
 def _sqrt_psd(a: F64) -> F64:
     w, v = np.linalg.eigh((a + a.T) / 2)
-    return (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    out: F64 = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T
+    return out
 
 
 def frechet_distance(mu1: F64, s1: F64, mu2: F64, s2: F64) -> float:
@@ -110,14 +111,16 @@ def frechet_distance(mu1: F64, s1: F64, mu2: F64, s2: F64) -> float:
 
 def _pairwise(a: F64, b: F64) -> F64:
     d = (a * a).sum(1)[:, None] + (b * b).sum(1)[None, :] - 2.0 * a @ b.T
-    return np.sqrt(np.clip(d, 0.0, None))
+    out: F64 = np.sqrt(np.clip(d, 0.0, None))
+    return out
 
 
 def precision_recall(real: F64, fake: F64, k: int = PR_K) -> tuple[float, float]:
     """Improved precision and recall (Kynkäänniemi et al. 2019) with k-NN balls."""
     def radii(x: F64) -> F64:
         d = _pairwise(x, x)
-        return np.sort(d, axis=1)[:, k]  # column 0 is the point itself
+        out: F64 = np.sort(d, axis=1)[:, k]  # column 0 is the point itself
+        return out
 
     r_real, r_fake = radii(real), radii(fake)
     d = _pairwise(fake, real)  # (n_fake, n_real)
@@ -137,7 +140,8 @@ def nearest_distances(queries: U8, reference: U8) -> F64:
     """L2 distance (pixels in [0, 1]) from each query image to its nearest reference image."""
     q = queries.reshape(len(queries), -1).astype(np.float64) / 255.0
     r = reference.reshape(len(reference), -1).astype(np.float64) / 255.0
-    return _pairwise(q, r).min(axis=1)
+    out: F64 = _pairwise(q, r).min(axis=1)
+    return out
 
 
 SampleFn = Callable[[int, int], tuple[U8, "npt.NDArray[np.int64] | None"]]
@@ -227,7 +231,7 @@ def sliced_wasserstein(a: U8, b: U8, *, seed: int = 0, patches: int = 64,
     pa = _pyramid(a[:n].astype(np.float64) / 127.5 - 1.0)
     pb = _pyramid(b[:n].astype(np.float64) / 127.5 - 1.0)
     out: dict[str, float] = {}
-    for la, lb in zip(pa, pb):
+    for la, lb in zip(pa, pb, strict=True):
         size = la.shape[1]
         p = min(patch, size)
         da = _patches(la, p, patches, rng)

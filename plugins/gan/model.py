@@ -8,7 +8,7 @@ import json
 import logging
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -59,7 +59,8 @@ class GanConfig(GeneratorConfig):
     width * 2**(log2(size) - 2)), ``conditional`` (needs labelled data;
     ``num_classes``/``class_names`` are filled in by ``fit``).
     Training: ``loss`` ("nonsaturating" or "hinge"), Adam ``lr_g``, ``lr_d``,
-    ``beta1``, ``beta2``, ``batch_size``; stops after ``steps`` updates or
+    ``beta1``, ``beta2``, ``batch_size``; ``ema``: generate with an exponential
+    moving average of G's weights with this decay (0 = the last weights); stops after ``steps`` updates or
     ``max_seconds`` of training time on ``clock`` ("cpu": process CPU time,
     "wall"), whichever comes first; ``seed``; ``threads`` (torch threads
     while training). ``work_dir``: where ``sample_every`` grids, the loss
@@ -81,6 +82,7 @@ class GanConfig(GeneratorConfig):
     lr_d: float = 2e-4
     beta1: float = 0.5
     beta2: float = 0.999
+    ema: float = 0.999
     steps: int = 5000
     max_seconds: float = 0.0
     clock: Literal["cpu", "wall"] = "cpu"
@@ -112,6 +114,8 @@ class GanConfig(GeneratorConfig):
         for name in ("lr_g", "lr_d"):
             if not getattr(self, name) > 0:
                 raise ConfigError(f"{name} must be > 0, got {getattr(self, name)}")
+        if not 0 <= self.ema < 1:
+            raise ConfigError(f"ema must be in [0, 1) (0 = off), got {self.ema}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
             raise ConfigError(f"beta1, beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
         if self.max_seconds < 0:
@@ -207,12 +211,14 @@ class GanGenerator(ImageGenerator):
         y = torch.from_numpy(ds.labels) if c.conditional and ds.labels is not None else None
         trainer = Trainer(g=self.g, d=self.d, x=x.contiguous(), y=y, loss=c.loss,
                           batch_size=c.batch_size, seed=c.seed, lr_g=c.lr_g, lr_d=c.lr_d,
-                          betas=(c.beta1, c.beta2))
+                          betas=(c.beta1, c.beta2), ema=c.ema)
+        if trainer.g_ema is not None:
+            self.g = trainer.g_ema  # what samples, metrics, save and export use
         if c.resume:
             trainer.load_checkpoint(Path(c.resume))
             progress.log(f"resumed from {c.resume} at step {trainer.state.step}")
         work = Path(c.work_dir) if c.work_dir else None
-        every = []
+        every: list[tuple[int, Callable[[Trainer], dict[str, float] | None]]] = []
         if work is not None and c.sample_every:
             every.append((c.sample_every, lambda t: self._sample_grid(
                 work / "samples" / f"step_{t.state.step:07d}.png")))
@@ -346,7 +352,7 @@ class GanGenerator(ImageGenerator):
     def onnx_bytes(self) -> bytes:
         """The generator as ONNX: inputs ``z`` (N, latent_dim) float32 [and ``label`` (N,)
         int64], output ``image`` (N, C, S, S) in [-1, 1]; dynamic batch."""
-        import io
+        import tempfile
 
         assert self.g is not None
         self.g.eval()
@@ -355,13 +361,14 @@ class GanGenerator(ImageGenerator):
         args: tuple[torch.Tensor, ...] = (z, torch.zeros(2, dtype=torch.long)) \
             if conditional else (z,)
         names = ["z", "label"] if conditional else ["z"]
-        buf = io.BytesIO()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(self.g, args, buf, dynamo=False, input_names=names,
+        with tempfile.TemporaryDirectory(prefix="aigc-onnx-") as tmp, \
+                warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
+            target = Path(tmp) / "model.onnx"
+            torch.onnx.export(self.g, args, target, dynamo=False, input_names=names,
                               output_names=["image"], opset_version=17,
                               dynamic_axes={n: {0: "batch"} for n in [*names, "image"]})
-        return buf.getvalue()
+            return target.read_bytes()
 
     def _export(self, path: Path, format: str) -> Path:
         self._require_trained("export")

@@ -8,6 +8,7 @@ exactly as an uninterrupted one would (with the same thread count).
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
@@ -50,6 +51,7 @@ class Trainer:
     lr_g: float
     lr_d: float
     betas: tuple[float, float]
+    ema: float = 0.0
     state: TrainState = field(default_factory=TrainState)
 
     def __post_init__(self) -> None:
@@ -59,6 +61,10 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=self.lr_g, betas=self.betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=self.lr_d, betas=self.betas)
         self.noise = torch.Generator().manual_seed(self.seed)
+        self.g_ema: DCGANGenerator | None = None
+        if self.ema > 0:
+            self.g_ema = copy.deepcopy(self.g).eval()
+            self.g_ema.requires_grad_(False)
         self._perm: tuple[int, np.ndarray[Any, Any]] | None = None
 
     def batch_index(self, step: int) -> torch.Tensor:
@@ -80,20 +86,41 @@ class Trainer:
         fake = self.g(z, label)
         loss_d = d_loss(self.loss, self.d(real, label), self.d(fake.detach(), label))
         self.opt_d.zero_grad(set_to_none=True)
-        loss_d.backward()
+        loss_d.backward()  # type: ignore[no-untyped-call]
         self.opt_d.step()
         loss_g = g_loss(self.loss, self.d(fake, label))
         self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()
+        loss_g.backward()  # type: ignore[no-untyped-call]
         self.opt_g.step()
         self.state.step += 1
+        if self.g_ema is not None:
+            self._update_ema()
         return float(loss_d.detach()), float(loss_g.detach())
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """g_ema <- decay * g_ema + (1 - decay) * g, decay warming up as (1 + s) / (10 + s);
+        BatchNorm statistics are copied from g."""
+        assert self.g_ema is not None
+        s = self.state.step
+        decay = min(self.ema, (1.0 + s) / (10.0 + s))
+        for pe, p in zip(self.g_ema.parameters(), self.g.parameters(), strict=True):
+            pe.lerp_(p, 1.0 - decay)
+        for be, b in zip(self.g_ema.buffers(), self.g.buffers(), strict=True):
+            be.copy_(b)
+
+    def modules(self) -> list[tuple[str, torch.nn.Module]]:
+        """The networks a checkpoint holds, by prefix."""
+        out: list[tuple[str, torch.nn.Module]] = [("g", self.g), ("d", self.d)]
+        if self.g_ema is not None:
+            out.append(("g_ema", self.g_ema))
+        return out
 
     # -- checkpoints -------------------------------------------------------------
     def save_checkpoint(self, path: Path) -> Path:
         """Networks, optimiser moments, noise RNG and progress in one safetensors file."""
         tensors: dict[str, torch.Tensor] = {}
-        for prefix, module in (("g", self.g), ("d", self.d)):
+        for prefix, module in self.modules():
             for k, v in module.state_dict().items():
                 tensors[f"{prefix}.{k}"] = v.detach().clone().contiguous()
         groups: dict[str, Any] = {}
@@ -125,7 +152,7 @@ class Trainer:
             raise ModelFormatError(f"{str(path)!r} is not a GAN checkpoint")
         tensors = load_file(str(path))
         try:
-            for prefix, module in (("g", self.g), ("d", self.d)):
+            for prefix, module in self.modules():
                 module.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items()
                                         if k.startswith(prefix + ".")})
         except RuntimeError as exc:
