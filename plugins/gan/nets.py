@@ -1,0 +1,118 @@
+"""DCGAN networks (torch): generator and discriminator for square sizes 8, 16, 32 and 64.
+
+The DCGAN recipe (Radford et al. 2016, PyTorch's dcgan example): transposed
+convolutions with BatchNorm and ReLU in G and a tanh output; strided
+convolutions with BatchNorm (not on the first layer) and LeakyReLU(0.2) in D;
+weights drawn from N(0, 0.02), BatchNorm scales from N(1, 0.02).
+
+Class-conditional mode: G gets a learned label embedding concatenated to z;
+D gets the label as one-hot maps concatenated to the image channels.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+from torch.nn import functional as F  # noqa: N812
+
+SIZES = (8, 16, 32, 64)
+
+
+def _n_up(size: int) -> int:
+    if size not in SIZES:
+        raise ValueError(f"image size must be one of {SIZES}, got {size}")
+    return int(math.log2(size)) - 2
+
+
+class DCGANGenerator(nn.Module):
+    """z (N, latent_dim) [+ label (N,)] -> image (N, C, S, S) in [-1, 1].
+
+    4x4 from z by a 4x4 transposed convolution (``width * 2**k`` channels, k =
+    log2(S) - 2), then k upsampling blocks halving the channels, then a 3x3
+    convolution to C channels and tanh.
+    """
+
+    def __init__(self, *, size: int, channels: int, latent_dim: int, width: int,
+                 num_classes: int = 0) -> None:
+        super().__init__()
+        k = _n_up(size)
+        self.latent_dim = latent_dim
+        self.num_classes = num_classes
+        self.embed = nn.Embedding(num_classes, num_classes) if num_classes > 0 else None
+        ch = width * 2 ** k
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim + num_classes, ch, 4, 1, 0, bias=False),
+            nn.BatchNorm2d(ch), nn.ReLU(True),
+        ]
+        for _ in range(k):
+            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
+                       nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            ch //= 2
+        layers += [nn.Conv2d(ch, channels, 3, 1, 1), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """Images for latents ``z`` (and labels for a conditional generator)."""
+        if self.embed is not None:
+            if label is None:
+                raise ValueError("a conditional generator needs labels")
+            z = torch.cat([z, self.embed(label)], dim=1)
+        out: torch.Tensor = self.net(z[:, :, None, None])
+        return out
+
+
+class DCGANDiscriminator(nn.Module):
+    """image (N, C, S, S) [+ label (N,)] -> one logit per image (N,)."""
+
+    def __init__(self, *, size: int, channels: int, width: int, num_classes: int = 0) -> None:
+        super().__init__()
+        k = _n_up(size)
+        self.num_classes = num_classes
+        ch = width
+        layers: list[nn.Module] = [nn.Conv2d(channels + num_classes, ch, 3, 1, 1),
+                                   nn.LeakyReLU(0.2, True)]
+        for _ in range(k):
+            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2),
+                       nn.LeakyReLU(0.2, True)]
+            ch *= 2
+        layers += [nn.Conv2d(ch, 1, 4, 1, 0)]
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
+        """Logits (real > fake) for images ``x``."""
+        if self.num_classes > 0:
+            if label is None:
+                raise ValueError("a conditional discriminator needs labels")
+            maps = F.one_hot(label, self.num_classes).to(x.dtype)[:, :, None, None]
+            x = torch.cat([x, maps.expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
+        out: torch.Tensor = self.net(x)
+        return out.flatten()
+
+
+def dcgan_init(module: nn.Module) -> None:
+    """N(0, 0.02) weights for convolutions, N(1, 0.02) scales and zero shifts for BatchNorm."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if module.bias is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.BatchNorm2d):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+    elif isinstance(module, nn.Embedding):
+        nn.init.normal_(module.weight, 0.0, 1.0)
+
+
+def d_loss(kind: str, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+    """Discriminator loss on real and fake logits: non-saturating (BCE) or hinge."""
+    if kind == "hinge":
+        return F.relu(1.0 - real).mean() + F.relu(1.0 + fake).mean()
+    return F.softplus(-real).mean() + F.softplus(fake).mean()
+
+
+def g_loss(kind: str, fake: torch.Tensor) -> torch.Tensor:
+    """Generator loss on fake logits: non-saturating -log D(G(z)), or hinge -D(G(z))."""
+    if kind == "hinge":
+        return -fake.mean()
+    return F.softplus(-fake).mean()

@@ -1,0 +1,226 @@
+"""The GAN training loop: alternating D and G updates, budgets, samples, checkpoints, resume.
+
+Reproducible on CPU: weights are initialised under ``seed``, the data order of
+step ``s`` is a function of ``(seed, s)`` only, and latents come from a seeded
+``torch.Generator`` whose state is checkpointed, so a resumed run continues
+exactly as an uninterrupted one would (with the same thread count).
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+
+from aigc_engine.plugin_api import ConfigError, ModelFormatError, Progress
+
+from .nets import DCGANDiscriminator, DCGANGenerator, d_loss, g_loss
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint holds besides the networks and optimisers."""
+
+    step: int = 0
+    history: list[dict[str, float]] = field(default_factory=list)
+    train_seconds: float = 0.0
+
+
+@dataclass
+class Trainer:
+    """Runs the updates for one GAN; built by ``GanGenerator.fit``."""
+
+    g: DCGANGenerator
+    d: DCGANDiscriminator
+    x: torch.Tensor  # (N, C, S, S) in [-1, 1]
+    y: torch.Tensor | None  # (N,) int64, conditional only
+    loss: str
+    batch_size: int
+    seed: int
+    lr_g: float
+    lr_d: float
+    betas: tuple[float, float]
+    ema: float = 0.0
+    state: TrainState = field(default_factory=TrainState)
+
+    def __post_init__(self) -> None:
+        if self.batch_size > self.x.shape[0]:
+            raise ConfigError(f"batch_size={self.batch_size} is larger than the dataset "
+                              f"({self.x.shape[0]} images)")
+        self.opt_g = torch.optim.Adam(self.g.parameters(), lr=self.lr_g, betas=self.betas)
+        self.opt_d = torch.optim.Adam(self.d.parameters(), lr=self.lr_d, betas=self.betas)
+        self.noise = torch.Generator().manual_seed(self.seed)
+        self.g_ema: DCGANGenerator | None = None
+        if self.ema > 0:
+            self.g_ema = copy.deepcopy(self.g).eval()
+            self.g_ema.requires_grad_(False)
+        self._perm: tuple[int, np.ndarray[Any, Any]] | None = None
+
+    def batch_index(self, step: int) -> torch.Tensor:
+        """Indices of step ``step``'s real batch: epoch ``e`` is a Philox(seed, e) permutation."""
+        per_epoch = self.x.shape[0] // self.batch_size
+        epoch, pos = divmod(step, per_epoch)
+        if self._perm is None or self._perm[0] != epoch:
+            rng = np.random.Generator(np.random.Philox(key=[self.seed, epoch]))
+            self._perm = (epoch, rng.permutation(self.x.shape[0]))
+        idx = self._perm[1][pos * self.batch_size:(pos + 1) * self.batch_size]
+        return torch.from_numpy(idx.astype(np.int64))
+
+    def step(self) -> tuple[float, float]:
+        """One discriminator and one generator update; returns (d_loss, g_loss)."""
+        idx = self.batch_index(self.state.step)
+        real = self.x[idx]
+        label = self.y[idx] if self.y is not None else None
+        z = torch.randn(len(idx), self.g.latent_dim, generator=self.noise)
+        fake = self.g(z, label)
+        loss_d = d_loss(self.loss, self.d(real, label), self.d(fake.detach(), label))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss_d.backward()  # type: ignore[no-untyped-call]
+        self.opt_d.step()
+        loss_g = g_loss(self.loss, self.d(fake, label))
+        self.opt_g.zero_grad(set_to_none=True)
+        loss_g.backward()  # type: ignore[no-untyped-call]
+        self.opt_g.step()
+        self.state.step += 1
+        if self.g_ema is not None:
+            self._update_ema()
+        return float(loss_d.detach()), float(loss_g.detach())
+
+    @torch.no_grad()
+    def _update_ema(self) -> None:
+        """g_ema <- decay * g_ema + (1 - decay) * g, decay warming up as (1 + s) / (10 + s);
+        BatchNorm statistics are copied from g."""
+        assert self.g_ema is not None
+        s = self.state.step
+        decay = min(self.ema, (1.0 + s) / (10.0 + s))
+        for pe, p in zip(self.g_ema.parameters(), self.g.parameters(), strict=True):
+            pe.lerp_(p, 1.0 - decay)
+        for be, b in zip(self.g_ema.buffers(), self.g.buffers(), strict=True):
+            be.copy_(b)
+
+    def modules(self) -> list[tuple[str, torch.nn.Module]]:
+        """The networks a checkpoint holds, by prefix."""
+        out: list[tuple[str, torch.nn.Module]] = [("g", self.g), ("d", self.d)]
+        if self.g_ema is not None:
+            out.append(("g_ema", self.g_ema))
+        return out
+
+    # -- checkpoints -------------------------------------------------------------
+    def save_checkpoint(self, path: Path) -> Path:
+        """Networks, optimiser moments, noise RNG and progress in one safetensors file."""
+        tensors: dict[str, torch.Tensor] = {}
+        for prefix, module in self.modules():
+            for k, v in module.state_dict().items():
+                tensors[f"{prefix}.{k}"] = v.detach().clone().contiguous()
+        groups: dict[str, Any] = {}
+        for prefix, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            sd = opt.state_dict()
+            groups[prefix] = sd["param_groups"]
+            for pid, st in sd["state"].items():
+                for k, v in st.items():
+                    tensors[f"{prefix}.{pid}.{k}"] = torch.as_tensor(v).detach().clone()
+        tensors["rng.noise"] = self.noise.get_state()
+        meta = {"step": str(self.state.step), "train_seconds": repr(self.state.train_seconds),
+                "history": json.dumps(self.state.history), "param_groups": json.dumps(groups),
+                "format": "aigc-gan-checkpoint-1"}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + ".tmp")
+        save_file(tensors, str(tmp), metadata=meta)
+        tmp.replace(path)
+        return path
+
+    def load_checkpoint(self, path: Path) -> None:
+        """Restore a checkpoint written by :meth:`save_checkpoint` for the same config."""
+        from safetensors import safe_open
+
+        if not path.is_file():
+            raise ModelFormatError(f"no checkpoint at {str(path)!r}")
+        with safe_open(str(path), framework="pt") as fh:
+            meta = fh.metadata() or {}
+        if meta.get("format") != "aigc-gan-checkpoint-1":
+            raise ModelFormatError(f"{str(path)!r} is not a GAN checkpoint")
+        tensors = load_file(str(path))
+        try:
+            for prefix, module in self.modules():
+                module.load_state_dict({k[len(prefix) + 1:]: v for k, v in tensors.items()
+                                        if k.startswith(prefix + ".")})
+        except RuntimeError as exc:
+            raise ModelFormatError(
+                f"checkpoint {str(path)!r} does not fit this GAN's config: {exc}") from None
+        groups = json.loads(meta["param_groups"])
+        for prefix, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
+            state: dict[int, dict[str, torch.Tensor]] = {}
+            for k, v in tensors.items():
+                if k.startswith(prefix + "."):
+                    _, pid, name = k.split(".", 2)
+                    state.setdefault(int(pid), {})[name] = v
+            opt.load_state_dict({"state": state, "param_groups": groups[prefix]})
+        self.noise.set_state(tensors["rng.noise"])
+        self.state = TrainState(step=int(meta["step"]), history=json.loads(meta["history"]),
+                                train_seconds=float(meta["train_seconds"]))
+
+
+def run(trainer: Trainer, *, steps: int, max_seconds: float, clock: Callable[[], float],
+        progress: Progress, log_every: int,
+        every: list[tuple[int, Callable[[Trainer], dict[str, float] | None]]]) -> TrainState:
+    """Train until ``steps`` updates or ``max_seconds`` of training time on ``clock``.
+
+    ``every`` holds (period, callback) pairs run after each period-th step
+    (samples, checkpoints, metrics); their time does not count against the
+    budget. Callbacks may return metrics to add to the history.
+    """
+    state = trainer.state
+    trainer.g.train()
+    trainer.d.train()
+    sums = [0.0, 0.0]
+    count = 0
+    wall0 = time.perf_counter()
+    seg_step0 = state.step
+    budget_hit = False
+    with progress.task("training gan", total=steps, unit="step") as task:
+        task.advance(state.step)
+        while state.step < steps:
+            t0 = clock()
+            ld, lg = trainer.step()
+            state.train_seconds += clock() - t0
+            sums[0] += ld
+            sums[1] += lg
+            count += 1
+            task.advance(1)
+            s = state.step
+            if log_every and (s % log_every == 0 or s == steps):
+                rate = (s - seg_step0) * trainer.batch_size / max(time.perf_counter() - wall0,
+                                                                 1e-9)
+                entry = {"step": float(s), "d_loss": sums[0] / count, "g_loss": sums[1] / count,
+                         "images_per_s": rate, "train_seconds": state.train_seconds}
+                state.history.append(entry)
+                task.set(d_loss=entry["d_loss"], g_loss=entry["g_loss"], img_s=rate)
+                sums, count = [0.0, 0.0], 0
+            for period, callback in every:
+                if period and s % period == 0:
+                    extra = callback(trainer)
+                    trainer.g.train()
+                    if extra:
+                        if state.history and state.history[-1]["step"] == float(s):
+                            state.history[-1].update(extra)
+                        else:
+                            state.history.append({"step": float(s), **extra})
+                        progress.log(f"step {s}: " + ", ".join(
+                            f"{k}={v:.4g}" for k, v in extra.items()))
+            if max_seconds > 0 and state.train_seconds >= max_seconds:
+                budget_hit = True
+                break
+    if budget_hit:
+        log.info("time budget of %.1f s reached after %d steps", max_seconds, state.step)
+    return state
