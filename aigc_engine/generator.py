@@ -117,8 +117,13 @@ class TextRequest:
     sampling: SamplingParams = SamplingParams()
     seed: int | None = None
     n: int = 1
+    #: Stop at the end-of-text token (an n-gram model's ``</s>``). False goes on
+    #: past it into a new sentence (shown as a line break) until ``max_tokens``.
+    stop_at_eos: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.stop_at_eos, bool):
+            raise ConfigError(f"stop_at_eos must be True or False, got {self.stop_at_eos!r}")
         if not isinstance(self.prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(self.prompt).__name__}")
         _check_positive_int("max_tokens", self.max_tokens)

@@ -21,6 +21,7 @@ from aigc_engine.plugin_api import (
 )
 
 MODEL_FILE = "model.bin"
+SPACE_TOKEN = "\u2581"  # the core's token for whitespace in char mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,32 +136,38 @@ class NgramGenerator(TextGenerator):
             temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
             min_p=params.min_p, repetition_penalty=params.repetition_penalty,
             presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
-            seed=request.seed, stream=index)
+            seed=request.seed, stream=index, stop_at_eos=request.stop_at_eos)
         return [self.lm.word(int(i)) for i in ids]
 
-    def _join(self, prompt: str, words: list[str]) -> str:
-        if self.lm.mode == "char":
-            return prompt + "".join(" " if w == "\u2581" else w for w in words)
-        body = " ".join(words)
-        return f"{prompt} {body}" if prompt and body else prompt or body
+    def _pieces(self, request: TextRequest, index: int) -> Iterator[str]:
+        """The prompt, then each generated token as it will appear in the text.
+
+        Word mode puts one space between words; ``</s>`` (generated when
+        ``stop_at_eos`` is off) becomes a line break; char mode shows the core's
+        whitespace token as a space.
+        """
+        char = self.lm.mode == "char"
+        at_line_start = not request.prompt or request.prompt.endswith("\n")
+        if request.prompt:
+            yield request.prompt
+        for word in self._continuation(request, index):
+            if word == "</s>":
+                at_line_start = True
+                yield "\n"
+            elif char:
+                yield " " if word == SPACE_TOKEN else word
+            else:
+                yield word if at_line_start else " " + word
+                at_line_start = False
 
     def _generate(self, request: TextRequest) -> TextResult:
-        texts = [self._join(request.prompt, self._continuation(request, i))
-                 for i in range(request.n)]
+        texts = ["".join(self._pieces(request, i)) for i in range(request.n)]
         return TextResult(texts=texts, request=request)
 
     def _stream(self, request: TextRequest) -> Iterator[str]:
-        # The core generates a whole continuation in microseconds; its words are
+        # The core generates a whole continuation in microseconds; its tokens are
         # yielded one by one so a terminal shows them as they come.
-        words = self._continuation(request, 0)
-        char = self.lm.mode == "char"
-        if request.prompt:
-            yield request.prompt
-        for i, word in enumerate(words):
-            if char:
-                yield " " if word == "\u2581" else word
-            else:
-                yield word if i == 0 and not request.prompt else " " + word
+        yield from self._pieces(request, 0)
 
     # -- files -----------------------------------------------------------------------
     def _save_payload(self, directory: Path) -> None:
