@@ -183,23 +183,22 @@ inline bool any(VI m) { return lane_mask(m) != 0; }
 inline VF splat(float f) { return VF{f, f, f, f, f, f, f, f}; }
 inline VI splati(std::int32_t i) { return VI{i, i, i, i, i, i, i, i}; }
 
-// exp_weight of row_common.hpp, 8 lanes, same operations in the same order.
-inline VF exp_weight_v(VF s) {
-  const VI ok = s >= splat(kMinLogWeight);
-  s = (VF)((VI)s & ok);
-  const VI ni = __builtin_convertvector(s * splat(1.44269504088896341f) - splat(0.5f), VI);
-  const VF n = __builtin_convertvector(ni, VF);
-  VF r = s - n * splat(0.693145751953125f);
-  r = r - n * splat(1.428606765330187045e-06f);
-  VF p = splat(1.0f / 720.0f);
-  p = p * r + splat(1.0f / 120.0f);
-  p = p * r + splat(1.0f / 24.0f);
-  p = p * r + splat(1.0f / 6.0f);
-  p = p * r + splat(0.5f);
-  p = p * r + splat(1.0f);
-  p = p * r + splat(1.0f);
-  const VF scale = (VF)((ni + splati(127)) << 23);
-  return (VF)((VI)(p * scale) & ok);
+// exp2_weight of row_common.hpp, 8 lanes, same operations in the same order.
+inline VF exp2_weight_v(VF t) {
+  const VI ok = t >= splat(kMinLog2Weight);
+  t = (VF)((VI)t & ok);
+  const VF shifted = t + splat(kRoundMagic);
+  const VF n = shifted - splat(kRoundMagic);
+  const VF f = t - n;
+  VF p = splat(kC6);
+  p = p * f + splat(kC5);
+  p = p * f + splat(kC4);
+  p = p * f + splat(kC3);
+  p = p * f + splat(kC2);
+  p = p * f + splat(kC1);
+  p = p * f + splat(1.0f);
+  const VI e = ((VI)shifted - splati(static_cast<std::int32_t>(kRoundMagicBits - 127u))) << 23;
+  return (VF)((VI)(p * (VF)e) & ok);
 }
 
 // Maximum of a range; sets bad when it holds a NaN.
@@ -506,24 +505,24 @@ float mass_threshold(const float* w, std::int64_t count, double target, float* t
   return tmp[0];  // all remaining values are equal
 }
 
-// Full-row weights w = exp_weight((x - m) * inv_t), the sum per block of
+// Full-row weights w = exp2_weight((x - m) * t_scale), the sum per block of
 // kBlock, and their total (returned).
-AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float inv_t, float* w,
+AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float t_scale, float* w,
                                 double* block_sums) {
   double z = 0.0;
-  const VF mv = splat(m), iv = splat(inv_t);
+  const VF mv = splat(m), iv = splat(t_scale);
   for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
     const std::int64_t len = std::min(kBlock, n - b);
     VF acc = splat(0.0f);
     std::int64_t i = 0;
     for (; i + kW <= len; i += kW) {
-      const VF v = exp_weight_v((load(x + b + i) - mv) * iv);
+      const VF v = exp2_weight_v((load(x + b + i) - mv) * iv);
       store(w + b + i, v);
       acc += v;
     }
     float tail = 0.0f;
     for (; i < len; ++i) {
-      const float v = exp_weight((x[b + i] - m) * inv_t);
+      const float v = exp2_weight((x[b + i] - m) * t_scale);
       w[b + i] = v;
       tail += v;
     }
@@ -534,10 +533,10 @@ AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float i
   return z;
 }
 
-// Kept mass per block: weights with w >= thr and (x - m) * inv_t >= lmp.
+// Kept mass per block: weights with w >= thr and (x - m) * t_scale >= lmp.
 AIGC_CLONES void masked_block_sums(const float* x, const float* w, std::int64_t n, float m,
-                                   float inv_t, float thr, float lmp, double* block_sums) {
-  const VF mv = splat(m), iv = splat(inv_t), tv = splat(thr), lv = splat(lmp);
+                                   float t_scale, float thr, float lmp, double* block_sums) {
+  const VF mv = splat(m), iv = splat(t_scale), tv = splat(thr), lv = splat(lmp);
   for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
     const std::int64_t len = std::min(kBlock, n - b);
     VF acc = splat(0.0f);
@@ -550,7 +549,7 @@ AIGC_CLONES void masked_block_sums(const float* x, const float* w, std::int64_t 
     float tail = 0.0f;
     for (; i < len; ++i) {
       const float v = w[b + i];
-      tail += (v >= thr && (x[b + i] - m) * inv_t >= lmp) ? v : 0.0f;
+      tail += (v >= thr && (x[b + i] - m) * t_scale >= lmp) ? v : 0.0f;
     }
     block_sums[blk] = static_cast<double>(hsum(acc)) + tail;
   }
@@ -567,15 +566,15 @@ struct Plan {
   const std::int32_t* idx = nullptr;
   const float* w = nullptr;     // weight of candidate j (subset) or token j
   float m = 0.0f;
-  float inv_t = 1.0f;
+  float t_scale = 1.0f;           // log2(e) / temperature
   float thr_p = 0.0f;           // kept: w >= thr_p
-  float log_min_p = -kInf;      // kept: (x - m) * inv_t >= log_min_p
+  float log_min_p = -kInf;      // kept: (x - m) * t_scale >= log2(min_p)
   bool masked = false;          // top-p or min-p active
   double* block_sums = nullptr; // full row: kept mass per block of kBlock
 };
 
 inline bool kept_weight(const Plan& p, float x, float w) {
-  return w >= p.thr_p && (x - p.m) * p.inv_t >= p.log_min_p;
+  return w >= p.thr_p && (x - p.m) * p.t_scale >= p.log_min_p;
 }
 
 Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
@@ -598,7 +597,7 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
     plan.greedy_index = i;
     return plan;
   }
-  plan.inv_t = inverse_temperature(params.temperature);
+  plan.t_scale = log2_weight_scale(params.temperature);
   double z = 0.0;
   if (top_k_active(params, n)) {
     plan.subset = true;
@@ -606,14 +605,14 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
     if (plan.count < 0) throw_bad_row(x, n);
     plan.idx = s.idx;
     for (std::int64_t j = 0; j < plan.count; ++j) {
-      const float w = exp_weight((x[s.idx[j]] - plan.m) * plan.inv_t);
+      const float w = exp2_weight((x[s.idx[j]] - plan.m) * plan.t_scale);
       s.w[j] = w;
       z += w;
     }
   } else {
     plan.m = checked_max(x, n);
     plan.count = n;
-    z = weights_pass(x, n, plan.m, plan.inv_t, s.w, s.block_sums);
+    z = weights_pass(x, n, plan.m, plan.t_scale, s.w, s.block_sums);
     plan.block_sums = s.block_sums;
   }
   plan.w = s.w;
@@ -622,11 +621,11 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
     plan.masked = true;
   }
   if (min_p_active(params)) {
-    plan.log_min_p = static_cast<float>(std::log(static_cast<double>(params.min_p)));
+    plan.log_min_p = static_cast<float>(std::log2(static_cast<double>(params.min_p)));
     plan.masked = true;
   }
   if (!plan.subset && plan.masked)
-    masked_block_sums(x, s.w, n, plan.m, plan.inv_t, plan.thr_p, plan.log_min_p, s.block_sums);
+    masked_block_sums(x, s.w, n, plan.m, plan.t_scale, plan.thr_p, plan.log_min_p, s.block_sums);
   return plan;
 }
 
