@@ -46,7 +46,7 @@ import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -89,7 +89,9 @@ class SamplingParams:
     def __post_init__(self) -> None:
         def num(name: str) -> float:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            if isinstance(value, bool) or not isinstance(
+                value, (int, float, np.floating, np.integer)
+            ):
                 raise ConfigError(f"{name} must be a number, got {value!r}")
             return float(value)
 
@@ -118,21 +120,28 @@ class SamplingParams:
                 raise ConfigError(f"{name} must be finite, got {v!r}")
 
 
-ParamsArg = Union[SamplingParams, Sequence[SamplingParams], None]
-KeyArg = Union[int, Sequence[int], npt.ArrayLike]
-HistoryArg = Union[Sequence[int], Sequence[Sequence[int]], npt.ArrayLike, None]
+ParamsArg: TypeAlias = "SamplingParams | Sequence[SamplingParams] | None"
+KeyArg: TypeAlias = "int | Sequence[int] | npt.ArrayLike"
+HistoryArg: TypeAlias = "Sequence[int] | Sequence[Sequence[int]] | npt.ArrayLike | None"
 
 
 def _as_rows(logits: npt.ArrayLike) -> tuple[np.ndarray, bool]:
-    if (isinstance(logits, np.ndarray) and logits.dtype == np.float32 and logits.ndim == 2
-            and logits.flags.c_contiguous and logits.shape[1] > 0):
+    if (
+        isinstance(logits, np.ndarray)
+        and logits.dtype == np.float32
+        and logits.ndim == 2
+        and logits.flags.c_contiguous
+        and logits.shape[1] > 0
+    ):
         return logits, False
     arr = np.asarray(logits)
     if arr.dtype.kind not in "fiu":
         raise ConfigError(f"logits must be a numeric array, got dtype {arr.dtype}")
     single = arr.ndim == 1
     if arr.ndim not in (1, 2):
-        raise ConfigError(f"logits must be 1-D (vocab,) or 2-D (rows, vocab), got shape {arr.shape}")
+        raise ConfigError(
+            f"logits must be 1-D (vocab,) or 2-D (rows, vocab), got shape {arr.shape}"
+        )
     rows = np.ascontiguousarray(arr.reshape(1, -1) if single else arr, dtype=np.float32)
     if rows.shape[1] == 0:
         raise ConfigError(f"logits rows must hold at least one score, got shape {arr.shape}")
