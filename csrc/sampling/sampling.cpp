@@ -259,57 +259,66 @@ inline void sift_up(float* h, std::int64_t i) {
 // k-th largest score (counted with multiplicity), returns their number and the
 // row maximum. heap holds k floats. Returns -1 for a row with a NaN, +inf or
 // no finite score.
+// One candidate of the top-k scan: pushes v (at id j) into the heap of the k
+// largest values when it reaches the running threshold thr.
+inline void top_k_offer(float v, std::int64_t j, std::int64_t k, float* heap, std::int64_t& size,
+                        float& thr, std::int32_t* idx, std::int64_t& count) {
+  if (!(v >= thr) || v == -kInf) return;
+  if (size < k) {
+    heap[size] = v;
+    sift_up(heap, size);
+    ++size;
+    if (size == k) thr = heap[0];
+  } else if (v > thr) {
+    heap[0] = v;
+    sift_down(heap, size, 0);
+    thr = heap[0];
+  }
+  idx[count++] = static_cast<std::int32_t>(j);
+}
+
 AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::int64_t k,
                                           float* heap, std::int32_t* idx, float& max_out) {
   std::int64_t size = 0, count = 0;
   float thr = -kInf;
-  bool bad = false;
-  float row_max = -kInf;
+  VF row_max = splat(-kInf);
   VI nan = splati(0);
-  for (std::int64_t b = 0; b < n; b += kBlock) {
-    const std::int64_t len = std::min(kBlock, n - b);
-    float bm;
-    if (len == kBlock) {
-      VF mx = load(x + b);
-      nan |= (mx != mx);
-      for (int i = kW; i < kBlock; i += kW) {
-        const VF v = load(x + b + i);
-        mx = v > mx ? v : mx;
-        nan |= (v != v);
-      }
-      bm = hmax(mx);
-    } else {
-      bm = range_max(x + b, len, bad);
+  const VF neg_inf = splat(-kInf);
+  std::int64_t b = 0;
+  for (; b + kBlock <= n; b += kBlock) {
+    VF v[kBlock / kW];
+    for (int q = 0; q < kBlock / kW; ++q) {
+      v[q] = load(x + b + q * kW);
+      nan |= (v[q] != v[q]);
     }
-    row_max = bm > row_max ? bm : row_max;
-    if (!(bm >= thr) || bm == -kInf) continue;
-    for (std::int64_t j = b; j < b + len; ++j) {
-      if (len == kBlock && (j & (kW - 1)) == 0 && !any(load(x + j) >= splat(thr))) {
-        j += kW - 1;  // none of these 8 reaches the running threshold
-        continue;
+    VF mx = v[0];
+    for (int q = 1; q < kBlock / kW; ++q) mx = v[q] > mx ? v[q] : mx;
+    row_max = mx > row_max ? mx : row_max;
+    if (!any((mx >= splat(thr)) & (mx > neg_inf))) continue;  // nothing reaches the threshold
+    for (int q = 0; q < kBlock / kW; ++q) {
+      unsigned hits = lane_mask((v[q] >= splat(thr)) & (v[q] > neg_inf));
+      while (hits) {
+        const int l = __builtin_ctz(hits);
+        hits &= hits - 1;
+        top_k_offer(x[b + q * kW + l], b + q * kW + l, k, heap, size, thr, idx, count);
       }
-      const float v = x[j];
-      if (!(v >= thr) || v == -kInf) continue;
-      if (size < k) {
-        heap[size] = v;
-        sift_up(heap, size);
-        ++size;
-        if (size == k) thr = heap[0];
-      } else if (v > thr) {
-        heap[0] = v;
-        sift_down(heap, size, 0);
-        thr = heap[0];
-      }
-      idx[count++] = static_cast<std::int32_t>(j);
     }
   }
+  float m = hmax(row_max);
+  bool bad = any(nan);
+  for (; b < n; ++b) {
+    const float v = x[b];
+    m = v > m ? v : m;
+    bad |= (v != v);
+    top_k_offer(v, b, k, heap, size, thr, idx, count);
+  }
   // Thrown by the caller: unwinding through a target_clones function aborts.
-  if (bad || any(nan) || row_max == kInf || row_max == -kInf) return -1;
+  if (bad || m == kInf || m == -kInf) return -1;
   if (size < k) thr = -kInf;  // fewer finite scores than k: all are kept
   std::int64_t kept = 0;
   for (std::int64_t j = 0; j < count; ++j)
     if (x[idx[j]] >= thr) idx[kept++] = idx[j];
-  max_out = row_max;
+  max_out = m;
   return kept;
 }
 
