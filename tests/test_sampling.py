@@ -201,7 +201,10 @@ def adversarial_rows() -> list[tuple[str, np.ndarray]]:
     peaky = (rng.standard_normal(5000) * 0.1).astype(np.float32)
     peaky[[1, 2, 3, 17]] = [8.0, 7.5, 7.0, 6.0]
     ascending = np.linspace(-5, 5, 3000, dtype=np.float32)  # worst case for the top-k heap
+    # Sums of huge values overflow to +inf and meet -inf (NaN) without any NaN logit.
+    overflow = np.tile(np.array([3e38, 2e38, -np.inf, 1e38], np.float32), 64)
     return [
+        ("overflow_mix", overflow),
         ("peaky", peaky),
         ("ascending", ascending),
         ("ties", ties),

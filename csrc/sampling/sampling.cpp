@@ -204,15 +204,17 @@ inline VF exp2_weight_v(VF t) {
 // Maximum of a range; sets bad when it holds a NaN.
 AIGC_CLONES float range_max(const float* x, std::int64_t len, bool& bad) {
   VF mx = splat(-kInf);
-  VI nan = splati(0);
+  VF sum = splat(0.0f);  // NaN if a NaN was seen (or +-inf mixed: checked exactly)
   std::int64_t i = 0;
   for (; i + kW <= len; i += kW) {
     const VF v = load(x + i);
     mx = v > mx ? v : mx;
-    nan |= (v != v);
+    sum += v;
   }
   float m = hmax(mx);
-  bool any_nan = any(nan);
+  bool any_nan = false;
+  if (any(sum != sum))
+    for (std::int64_t j = 0; j < i; ++j) any_nan |= (x[j] != x[j]);
   for (; i < len; ++i) {
     const float v = x[i];
     m = v > m ? v : m;
@@ -287,12 +289,16 @@ AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::i
   std::int64_t b = 0;
   for (; b + kBlock <= n; b += kBlock) {
     VF v[kBlock / kW];
-    for (int q = 0; q < kBlock / kW; ++q) {
-      v[q] = load(x + b + q * kW);
-      nan |= (v[q] != v[q]);
-    }
+    for (int q = 0; q < kBlock / kW; ++q) v[q] = load(x + b + q * kW);
+    // A NaN makes the lane sums NaN (so do +inf with -inf, and overflow with
+    // -inf: such rows are re-checked exactly below).
+    VF sum = v[0];
     VF mx = v[0];
-    for (int q = 1; q < kBlock / kW; ++q) mx = v[q] > mx ? v[q] : mx;
+    for (int q = 1; q < kBlock / kW; ++q) {
+      sum += v[q];
+      mx = v[q] > mx ? v[q] : mx;
+    }
+    nan |= (sum != sum);
     row_max = mx > row_max ? mx : row_max;
     if (!any((mx >= splat(thr)) & (mx > neg_inf))) continue;  // nothing reaches the threshold
     for (int q = 0; q < kBlock / kW; ++q) {
@@ -305,7 +311,10 @@ AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::i
     }
   }
   float m = hmax(row_max);
-  bool bad = any(nan);
+  bool bad = false;
+  if (any(nan)) {  // possibly a NaN: look exactly
+    for (std::int64_t i = 0; i < b; ++i) bad |= (x[i] != x[i]);
+  }
   for (; b < n; ++b) {
     const float v = x[b];
     m = v > m ? v : m;
