@@ -458,36 +458,54 @@ float mass_threshold(const float* w, std::int64_t count, double target, float* t
       h[digit1(w[j])] += w[j];
       sampled += w[j];
     }
-    const double scale = total / sampled, margin = 0.02 * total;
-    int hi = kHist1 - 1, lo = 0;
+    const double scale = total / sampled, margin = 0.02 * total, wide = 0.1 * total;
+    int hi = kHist1 - 1, lo = 0, lo_wide = 0;
     double acc = 0.0;
-    bool hi_set = false;
+    bool hi_set = false, lo_set = false;
     for (int d = kHist1 - 1; d >= 0; --d) {
       acc += h[d] * scale;
       if (!hi_set && acc > target - margin) {
         hi = d;
         hi_set = true;
       }
-      if (acc >= target + margin) {
+      if (!lo_set && acc >= target + margin) {
         lo = d;
+        lo_set = true;
+      }
+      if (acc >= target + wide) {
+        lo_wide = d;
         break;
       }
     }
-    std::memset(h, 0, sizeof(double) * kHist1);
-    std::int64_t in_bracket = 0;
-    const double exact_above = bracket_pass(w, count, static_cast<std::uint32_t>(lo),
-                                            static_cast<std::uint32_t>(hi), h, tmp, &in_bracket);
-    if (exact_above < target) {
-      double inner = 0.0;
-      const int c = crossing_bucket(h, hi, lo, target - exact_above, &inner);
-      if (c >= 0) {
-        b = c;
-        above = exact_above + inner;
-        std::int64_t kept = 0;
-        for (std::int64_t j = 0; j < in_bracket; ++j)
-          if (digit1(tmp[j]) == static_cast<std::uint32_t>(b)) tmp[kept++] = tmp[j];
-        bracket_count = kept;
+    // Two tries: the bracket, then, if the exact masses show the crossing is
+    // above it (typically a peaked row whose few heavy tokens the sample
+    // missed), everything above the bracket, which is then a short list, or,
+    // if it is below, the buckets down to a margin of 10% of the mass.
+    for (int attempt = 0; attempt < 2 && b < 0; ++attempt) {
+      std::memset(h, 0, sizeof(double) * kHist1);
+      std::int64_t in_bracket = 0;
+      const double exact_above = bracket_pass(w, count, static_cast<std::uint32_t>(lo),
+                                              static_cast<std::uint32_t>(hi), h, tmp, &in_bracket);
+      if (exact_above < target) {
+        double inner = 0.0;
+        const int c = crossing_bucket(h, hi, lo, target - exact_above, &inner);
+        if (c >= 0) {
+          b = c;
+          above = exact_above + inner;
+          std::int64_t kept = 0;
+          for (std::int64_t j = 0; j < in_bracket; ++j)
+            if (digit1(tmp[j]) == static_cast<std::uint32_t>(b)) tmp[kept++] = tmp[j];
+          bracket_count = kept;
+          break;
+        }
+        if (lo == 0 || lo_wide >= lo) break;  // nothing wider to try: the full histogram
+        hi = lo - 1;
+        lo = lo_wide;
+        continue;
       }
+      if (hi >= kHist1 - 1) break;
+      lo = hi + 1;
+      hi = kHist1 - 1;
     }
   }
   if (b < 0) {  // the exact level-1 histogram of everything
