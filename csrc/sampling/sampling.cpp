@@ -3,9 +3,11 @@
 // No full sort. A row is read once for its maximum (or, with top-k, once for
 // a running k-th-largest threshold kept in a min-heap, skipping 64-score
 // blocks whose maximum is below it); every later step works only on the
-// surviving candidates. The top-p threshold is a selection by mass: a
-// three-level radix histogram over the float bits of the weights (ties stay
-// together), with a sort only for the last few hundred candidates.
+// surviving candidates. The top-p threshold is a selection by mass: a radix
+// histogram over the float bits of the weights (ties stay together), built
+// exactly only for a bracket found from a sample (checked, with retries and a
+// full-histogram fallback), refined by two more radix levels, and a sort only
+// for the last few hundred candidates.
 #include "sampling/sampling.hpp"
 
 #include <algorithm>
