@@ -23,6 +23,7 @@ the op then synchronises once to raise ``ValueError``.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -64,13 +65,25 @@ def _check(
     history: Tensor,
 ) -> None:
     if logits.dim() != 2 or logits.shape[1] == 0:
-        raise ValueError(f"logits must be 2-D (rows, vocab) with vocab >= 1, got {tuple(logits.shape)}")
+        raise ValueError(
+            f"logits must be 2-D (rows, vocab) with vocab >= 1, got {tuple(logits.shape)}"
+        )
     if not logits.dtype.is_floating_point:
         raise ValueError(f"logits must be a floating tensor, got {logits.dtype}")
     rows = logits.shape[0]
-    names = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty",
-             "presence_penalty", "frequency_penalty", "seed", "stream", "step")
-    for name, t in zip(names, (*params, *keys)):
+    names = (
+        "temperature",
+        "top_k",
+        "top_p",
+        "min_p",
+        "repetition_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stream",
+        "step",
+    )
+    for name, t in zip(names, (*params, *keys), strict=True):
         if t.shape != (rows,):
             raise ValueError(f"{name} must have shape ({rows},), got {tuple(t.shape)}")
         if t.device != logits.device:
@@ -81,9 +94,7 @@ def _check(
         raise ValueError(f"history is on {history.device} but logits are on {logits.device}")
 
 
-def _cpu_args(
-    logits: Tensor, params: Sequence[Tensor], history: Tensor
-) -> dict[str, object]:
+def _cpu_args(logits: Tensor, params: Sequence[Tensor], history: Tensor) -> dict[str, object]:
     x = logits.detach()
     if x.dtype != torch.float32:
         x = x.float()
@@ -115,7 +126,7 @@ def _u64(t: Tensor) -> np.ndarray:
     return t.detach().to(torch.int64).contiguous().numpy().view(np.uint64)
 
 
-def _cuda_module():  # type: ignore[no-untyped-def]
+def _cuda_module() -> Any:
     ok, reason = cuda_status()
     if not ok:
         raise RuntimeError(f"aigc CUDA kernels are not usable: {reason}")
@@ -145,20 +156,32 @@ def _cuda_launch(
     )
     hist = history.detach().to(torch.int64).contiguous()
     status = torch.zeros(rows, dtype=torch.int32, device=x.device)
-    workspace = torch.empty(int(cuda.workspace_floats(rows, vocab)), dtype=torch.float32, device=x.device)
+    workspace = torch.empty(
+        int(cuda.workspace_floats(rows, vocab)), dtype=torch.float32, device=x.device
+    )
     if keys is not None:
         seed, stream, step = (q.detach().to(torch.int64).contiguous() for q in keys)
     else:
         seed = stream = step = torch.zeros(rows, dtype=torch.int64, device=x.device)
     with torch.cuda.device(x.device):
         cuda.launch(
-            logits=x.data_ptr(), rows=rows, vocab=vocab,
-            temperature=t.data_ptr(), top_k=k.data_ptr(), top_p=p.data_ptr(), min_p=mp.data_ptr(),
-            repetition_penalty=rep.data_ptr(), presence_penalty=pres.data_ptr(),
+            logits=x.data_ptr(),
+            rows=rows,
+            vocab=vocab,
+            temperature=t.data_ptr(),
+            top_k=k.data_ptr(),
+            top_p=p.data_ptr(),
+            min_p=mp.data_ptr(),
+            repetition_penalty=rep.data_ptr(),
+            presence_penalty=pres.data_ptr(),
             frequency_penalty=freq.data_ptr(),
-            seed=seed.data_ptr(), stream=stream.data_ptr(), step=step.data_ptr(),
-            history=hist.data_ptr(), history_len=hist.shape[1],
-            workspace=workspace.data_ptr(), status=status.data_ptr(),
+            seed=seed.data_ptr(),
+            stream=stream.data_ptr(),
+            step=step.data_ptr(),
+            history=hist.data_ptr(),
+            history_len=hist.shape[1],
+            workspace=workspace.data_ptr(),
+            status=status.data_ptr(),
             out=out.data_ptr() if out is not None else 0,
             probs=probs_out.data_ptr() if probs_out is not None else 0,
             cuda_stream=torch.cuda.current_stream(x.device).cuda_stream,
@@ -186,13 +209,23 @@ def _sample_op(
     step: Tensor,
     history: Tensor,
 ) -> Tensor:
-    params = (temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-              frequency_penalty)
+    params = (
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+    )
     _check(logits, params, (seed, stream, step), history)
     args = _cpu_args(logits, params, history)
     out = _core.sample_batch(
-        seeds=_u64(seed), streams=_u64(stream), steps=_u64(step),
-        threads=torch.get_num_threads(), **args,
+        seeds=_u64(seed),
+        streams=_u64(stream),
+        steps=_u64(step),
+        threads=torch.get_num_threads(),
+        **args,
     )
     return torch.from_numpy(out).to(torch.int64)
 
@@ -212,8 +245,15 @@ def _sample_cuda(
     step: Tensor,
     history: Tensor,
 ) -> Tensor:
-    params = (temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-              frequency_penalty)
+    params = (
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+    )
     _check(logits, params, (seed, stream, step), history)
     out = torch.empty(logits.shape[0], dtype=torch.int64, device=logits.device)
     _cuda_launch(logits, params, (seed, stream, step), history, None, out)
@@ -237,13 +277,21 @@ def _filter_probs_op(
     frequency_penalty: Tensor,
     history: Tensor,
 ) -> Tensor:
-    params = (temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-              frequency_penalty)
+    params = (
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+    )
     zeros = torch.zeros(logits.shape[0], dtype=torch.int64) if logits.dim() else logits
     _check(logits, params, (zeros, zeros, zeros), history)
     args = _cpu_args(logits, params, history)
-    probs, _ = _core.filter_batch(threads=torch.get_num_threads(), want_probs=True,
-                                  want_kept=False, **args)
+    probs, _ = _core.filter_batch(
+        threads=torch.get_num_threads(), want_probs=True, want_kept=False, **args
+    )
     return torch.from_numpy(probs)
 
 
@@ -259,8 +307,15 @@ def _filter_probs_cuda(
     frequency_penalty: Tensor,
     history: Tensor,
 ) -> Tensor:
-    params = (temperature, top_k, top_p, min_p, repetition_penalty, presence_penalty,
-              frequency_penalty)
+    params = (
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+    )
     zeros = torch.zeros(logits.shape[0], dtype=torch.int64, device=logits.device)
     _check(logits, params, (zeros, zeros, zeros), history)
     probs = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
@@ -273,14 +328,17 @@ def _filter_probs_fake(logits: Tensor, *args: Tensor) -> Tensor:
     return logits.new_empty(logits.shape, dtype=torch.float32)
 
 
-def _row_tensor(value: float | int | Tensor, rows: int, dtype: torch.dtype,
-                device: torch.device, name: str) -> Tensor:
+def _row_tensor(
+    value: float | int | Tensor, rows: int, dtype: torch.dtype, device: torch.device, name: str
+) -> Tensor:
     if isinstance(value, Tensor):
         t = value.to(device=device, dtype=dtype)
         if t.dim() == 0:
             t = t.expand(rows)
         if t.shape != (rows,):
-            raise ValueError(f"{name} must be a scalar or have shape ({rows},), got {tuple(t.shape)}")
+            raise ValueError(
+                f"{name} must be a scalar or have shape ({rows},), got {tuple(t.shape)}"
+            )
         return t.contiguous()
     return torch.full((rows,), value, dtype=dtype, device=device)
 
@@ -318,7 +376,8 @@ def sample(
     frequency_penalty: float | Tensor = 0.0,
     history: Tensor | None = None,
 ) -> Tensor:
-    """Draws one token per row of ``logits`` (``(V,)`` or ``(rows, V)``) with ``torch.ops.aigc.sample``.
+    """Draws one token per row of ``logits`` (``(V,)`` or ``(rows, V)``) with the op
+    ``torch.ops.aigc.sample``.
 
     Scalars are broadcast to every row; tensors give one value per row. Keys
     (``seed``, ``stream``, ``step``) are int64 values read as uint64. Returns
@@ -327,14 +386,20 @@ def sample(
     squeeze = logits.dim() == 1
     x = logits.unsqueeze(0) if squeeze else logits
     values: dict[str, float | int | Tensor] = {
-        "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
-        "repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "min_p": min_p,
+        "repetition_penalty": repetition_penalty,
+        "presence_penalty": presence_penalty,
         "frequency_penalty": frequency_penalty,
     }
     x, params, hist = _prepare(x, squeeze, history, values)
     rows, dev = x.shape[0], x.device
-    keys = [_row_tensor(v, rows, torch.int64, dev, n)
-            for n, v in (("seed", seed), ("stream", stream), ("step", step))]
+    keys = [
+        _row_tensor(v, rows, torch.int64, dev, n)
+        for n, v in (("seed", seed), ("stream", stream), ("step", step))
+    ]
     out: Tensor = torch.ops.aigc.sample(x, *params, *keys, hist)
     return out[0] if squeeze else out
 
@@ -356,8 +421,12 @@ def filter_probs(
     squeeze = logits.dim() == 1
     x = logits.unsqueeze(0) if squeeze else logits
     values: dict[str, float | int | Tensor] = {
-        "temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
-        "repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "min_p": min_p,
+        "repetition_penalty": repetition_penalty,
+        "presence_penalty": presence_penalty,
         "frequency_penalty": frequency_penalty,
     }
     x, params, hist = _prepare(x, squeeze, history, values)

@@ -42,10 +42,11 @@ tokens can be kept but are never drawn) and float64 for the sums. See
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, TypeAlias
 
 import numpy as np
 import numpy.typing as npt
@@ -88,7 +89,9 @@ class SamplingParams:
     def __post_init__(self) -> None:
         def num(name: str) -> float:
             value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, (int, float, np.floating, np.integer)):
+            if isinstance(value, bool) or not isinstance(
+                value, (int, float, np.floating, np.integer)
+            ):
                 raise ConfigError(f"{name} must be a number, got {value!r}")
             return float(value)
 
@@ -117,46 +120,72 @@ class SamplingParams:
                 raise ConfigError(f"{name} must be finite, got {v!r}")
 
 
-ParamsArg = Union[SamplingParams, Sequence[SamplingParams], None]
-KeyArg = Union[int, Sequence[int], npt.ArrayLike]
-HistoryArg = Union[Sequence[int], Sequence[Sequence[int]], npt.ArrayLike, None]
+ParamsArg: TypeAlias = "SamplingParams | Sequence[SamplingParams] | None"
+KeyArg: TypeAlias = "int | Sequence[int] | npt.ArrayLike"
+HistoryArg: TypeAlias = "Sequence[int] | Sequence[Sequence[int]] | npt.ArrayLike | None"
 
 
 def _as_rows(logits: npt.ArrayLike) -> tuple[np.ndarray, bool]:
+    if (
+        isinstance(logits, np.ndarray)
+        and logits.dtype == np.float32
+        and logits.ndim == 2
+        and logits.flags.c_contiguous
+        and logits.shape[1] > 0
+    ):
+        return logits, False
     arr = np.asarray(logits)
     if arr.dtype.kind not in "fiu":
         raise ConfigError(f"logits must be a numeric array, got dtype {arr.dtype}")
     single = arr.ndim == 1
     if arr.ndim not in (1, 2):
-        raise ConfigError(f"logits must be 1-D (vocab,) or 2-D (rows, vocab), got shape {arr.shape}")
+        raise ConfigError(
+            f"logits must be 1-D (vocab,) or 2-D (rows, vocab), got shape {arr.shape}"
+        )
     rows = np.ascontiguousarray(arr.reshape(1, -1) if single else arr, dtype=np.float32)
     if rows.shape[1] == 0:
         raise ConfigError(f"logits rows must hold at least one score, got shape {arr.shape}")
     return rows, single
 
 
+_FIELDS = (
+    ("temperature", np.float32),
+    ("top_k", np.int32),
+    ("top_p", np.float32),
+    ("min_p", np.float32),
+    ("repetition_penalty", np.float32),
+    ("presence_penalty", np.float32),
+    ("frequency_penalty", np.float32),
+)
+_DEFAULT = SamplingParams()
+
+
+def _filled(rows: int, value: float | int, dtype: Any) -> np.ndarray:
+    a = np.empty(rows, dtype=dtype)
+    a.fill(value)
+    return a
+
+
+@functools.lru_cache(maxsize=128)
+def _uniform_param_arrays(params: SamplingParams, rows: int) -> dict[str, np.ndarray]:
+    out = {}
+    for name, dt in _FIELDS:
+        a = _filled(rows, getattr(params, name), dt)
+        a.flags.writeable = False
+        out[name] = a
+    return out
+
+
 def _param_arrays(params: ParamsArg, rows: int) -> dict[str, np.ndarray]:
-    if params is None:
-        plist: Sequence[SamplingParams] = [SamplingParams()] * rows
-    elif isinstance(params, SamplingParams):
-        plist = [params] * rows
-    else:
-        plist = list(params)
-        if len(plist) != rows:
-            raise ConfigError(f"got {len(plist)} SamplingParams for {rows} rows")
-        for i, p in enumerate(plist):
-            if not isinstance(p, SamplingParams):
-                raise ConfigError(f"params[{i}] must be a SamplingParams, got {type(p).__name__}")
-    f32 = np.float32
-    return {
-        "temperature": np.array([p.temperature for p in plist], dtype=f32),
-        "top_k": np.array([p.top_k for p in plist], dtype=np.int32),
-        "top_p": np.array([p.top_p for p in plist], dtype=f32),
-        "min_p": np.array([p.min_p for p in plist], dtype=f32),
-        "repetition_penalty": np.array([p.repetition_penalty for p in plist], dtype=f32),
-        "presence_penalty": np.array([p.presence_penalty for p in plist], dtype=f32),
-        "frequency_penalty": np.array([p.frequency_penalty for p in plist], dtype=f32),
-    }
+    if params is None or isinstance(params, SamplingParams):
+        return _uniform_param_arrays(_DEFAULT if params is None else params, rows)
+    plist = list(params)
+    if len(plist) != rows:
+        raise ConfigError(f"got {len(plist)} SamplingParams for {rows} rows")
+    for i, p in enumerate(plist):
+        if not isinstance(p, SamplingParams):
+            raise ConfigError(f"params[{i}] must be a SamplingParams, got {type(p).__name__}")
+    return {name: np.array([getattr(p, name) for p in plist], dtype=dt) for name, dt in _FIELDS}
 
 
 def _history_csr(
@@ -189,6 +218,8 @@ def _history_csr(
 
 
 def _keys(value: KeyArg, rows: int, name: str) -> np.ndarray:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _UINT64_MAX:
+        return _filled(rows, value, np.uint64)
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
         raise ConfigError(f"{name} must be an int or an array of ints, got {value!r}")

@@ -19,16 +19,16 @@ def op_args(rows: int, vocab: int, hist: int = 0, seed: int = 0) -> tuple[torch.
     history = torch.randint(-1, vocab, (rows, hist), generator=g)
     return (
         x,
-        torch.rand(rows, generator=g) + 0.3,                  # temperature
+        torch.rand(rows, generator=g) + 0.3,  # temperature
         torch.randint(0, vocab + 2, (rows,), generator=g).to(torch.int32),  # top_k
-        torch.rand(rows, generator=g) * 0.6 + 0.45,           # top_p
-        torch.rand(rows, generator=g) * 0.05,                 # min_p
-        torch.rand(rows, generator=g) * 0.5 + 0.9,            # repetition
-        torch.rand(rows, generator=g) * 0.4,                  # presence
-        torch.rand(rows, generator=g) * 0.4,                  # frequency
-        torch.randint(0, 2**62, (rows,), generator=g),        # seed
-        torch.arange(rows),                                    # stream
-        torch.randint(0, 10**6, (rows,), generator=g),        # step
+        torch.rand(rows, generator=g) * 0.6 + 0.45,  # top_p
+        torch.rand(rows, generator=g) * 0.05,  # min_p
+        torch.rand(rows, generator=g) * 0.5 + 0.9,  # repetition
+        torch.rand(rows, generator=g) * 0.4,  # presence
+        torch.rand(rows, generator=g) * 0.4,  # frequency
+        torch.randint(0, 2**62, (rows,), generator=g),  # seed
+        torch.arange(rows),  # stream
+        torch.randint(0, 10**6, (rows,), generator=g),  # step
         history,
     )
 
@@ -36,8 +36,15 @@ def op_args(rows: int, vocab: int, hist: int = 0, seed: int = 0) -> tuple[torch.
 def numpy_params(args: tuple[torch.Tensor, ...]) -> list[P]:
     t, k, p, mp, rep, pres, freq = (a.tolist() for a in args[1:8])
     return [
-        P(temperature=t[i], top_k=k[i], top_p=p[i], min_p=mp[i], repetition_penalty=rep[i],
-          presence_penalty=pres[i], frequency_penalty=freq[i])
+        P(
+            temperature=t[i],
+            top_k=k[i],
+            top_p=p[i],
+            min_p=mp[i],
+            repetition_penalty=rep[i],
+            presence_penalty=pres[i],
+            frequency_penalty=freq[i],
+        )
         for i in range(len(t))
     ]
 
@@ -47,12 +54,19 @@ def test_op_equals_numpy_path() -> None:
     out = torch.ops.aigc.sample(*args)
     assert out.dtype == torch.int64 and out.shape == (24,)
     hist = args[11].numpy()
-    expected = S.sample(args[0].numpy(), numpy_params(args), seed=args[8].numpy(),
-                        stream=args[9].numpy(), step=args[10].numpy(), history=hist)
+    expected = S.sample(
+        args[0].numpy(),
+        numpy_params(args),
+        seed=args[8].numpy(),
+        stream=args[9].numpy(),
+        step=args[10].numpy(),
+        history=hist,
+    )
     np.testing.assert_array_equal(out.numpy(), expected)
     probs = torch.ops.aigc.filter_probs(*args[:8], args[11])
-    np.testing.assert_array_equal(probs.numpy(),
-                                  S.filter_probs(args[0].numpy(), numpy_params(args), history=hist))
+    np.testing.assert_array_equal(
+        probs.numpy(), S.filter_probs(args[0].numpy(), numpy_params(args), history=hist)
+    )
 
 
 def test_wrapper_broadcasts_scalars_and_matches() -> None:

@@ -11,11 +11,16 @@ from aigc_engine import ops  # noqa: E402
 from aigc_engine.sampling import cuda_status  # noqa: E402
 
 _OK, _WHY = cuda_status()
-pytestmark = pytest.mark.skipif(not (_OK and torch.cuda.is_available()),
-                                reason=f"CUDA kernels not usable here: {_WHY}")
+pytestmark = pytest.mark.skipif(
+    not (_OK and torch.cuda.is_available()), reason=f"CUDA kernels not usable here: {_WHY}"
+)
 
 CASES = [
-    {}, {"temperature": 0.0}, {"top_k": 50}, {"top_p": 0.9}, {"min_p": 0.05},
+    {},
+    {"temperature": 0.0},
+    {"top_k": 50},
+    {"top_p": 0.9},
+    {"min_p": 0.05},
     {"top_k": 50, "top_p": 0.9, "temperature": 0.7},
     {"repetition_penalty": 1.3, "presence_penalty": 0.3, "frequency_penalty": 0.2, "top_p": 0.95},
 ]
@@ -35,7 +40,9 @@ def test_cuda_matches_cpu(vocab: int, kw: dict[str, float]) -> None:
     torch.testing.assert_close(gpu_p, cpu_p, rtol=1e-4, atol=1e-6)
     cpu_t = ops.sample(x, seed=5, step=steps, history=hist, **kw)
     gpu_t = ops.sample(x.cuda(), seed=5, step=steps.cuda(), history=hist.cuda(), **kw).cpu()
-    assert (cpu_t == gpu_t).float().mean() >= 0.9  # equal unless u falls within rounding of a CDF step
+    assert (
+        cpu_t == gpu_t
+    ).float().mean() >= 0.9  # equal unless u falls within rounding of a CDF step
     assert bool((gpu_p.gather(1, gpu_t[:, None]) > 0).all())
 
 
@@ -43,8 +50,13 @@ def test_cuda_draw_distribution() -> None:
     x = torch.randn(1, 30) * 1.5
     n = 50000
     probs = ops.filter_probs(x, top_k=12, top_p=0.9)[0].double()
-    toks = ops.sample(x.cuda().expand(n, 30).contiguous(), seed=9, step=torch.arange(n).cuda(),
-                      top_k=12, top_p=0.9).cpu()
+    toks = ops.sample(
+        x.cuda().expand(n, 30).contiguous(),
+        seed=9,
+        step=torch.arange(n).cuda(),
+        top_k=12,
+        top_p=0.9,
+    ).cpu()
     counts = torch.bincount(toks, minlength=30).double()
     keep = probs > 0
     assert counts[~keep].sum() == 0

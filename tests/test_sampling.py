@@ -22,11 +22,13 @@ from aigc_engine.sampling import SamplingParams as P
 # ----------------------------------------------------------------- references
 
 
-def ref_penalties(x: np.ndarray, hist: list[int], rep: float, pres: float, freq: float) -> np.ndarray:
+def ref_penalties(
+    x: np.ndarray, hist: list[int], rep: float, pres: float, freq: float
+) -> np.ndarray:
     """HF/vLLM repetition penalty then OpenAI frequency/presence, per distinct token."""
     out = x.astype(np.float64).copy()
     ids, counts = np.unique([t for t in hist if t >= 0], return_counts=True)
-    for t, c in zip(ids, counts):
+    for t, c in zip(ids, counts, strict=True):
         v = out[t]
         v = v / rep if v > 0 else v * rep
         out[t] = v - c * freq - pres
@@ -60,12 +62,19 @@ def ref_filter(x: np.ndarray, p: P) -> tuple[np.ndarray, np.ndarray, float]:
         j = min(j, v - 1)
         thr = sp[j]
         margin = min(margin, abs(cs[j] - p.top_p), abs(cs[j - 1] - p.top_p) if j > 0 else 1.0)
+        # The sampler compares float32 weights: a neighbour within float32 resolution of
+        # the threshold weight counts as tied with it.
+        below = sp[j + 1 :][sp[j + 1 :] < thr]
+        if len(below) and (thr - below[0]) / thr < 1e-6:
+            margin = 0.0
         keep &= probs >= thr
     if p.min_p > 0:
         ratio = probs / probs.max()
         keep &= ratio >= p.min_p
         with np.errstate(divide="ignore"):
-            margin = min(margin, float(np.min(np.abs(np.log(ratio[probs > 0]) - math.log(p.min_p)))))
+            margin = min(
+                margin, float(np.min(np.abs(np.log(ratio[probs > 0]) - math.log(p.min_p))))
+            )
     w = np.where(keep, w, 0.0)
     return keep, w / w.sum(), margin
 
@@ -109,11 +118,21 @@ Z_001 = 3.0902  # one-sided normal quantile for significance 0.001
 
 def test_philox_known_answers() -> None:
     # Random123 kat_vectors, philox4x32_10.
-    assert _core.philox4x32_10([0, 0, 0, 0], [0, 0]) == [0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8]
+    assert _core.philox4x32_10([0, 0, 0, 0], [0, 0]) == [
+        0x6627E8D5,
+        0xE169C58D,
+        0xBC57AC4C,
+        0x9B00DBD8,
+    ]
     assert _core.philox4x32_10([0xFFFFFFFF] * 4, [0xFFFFFFFF] * 2) == [
-        0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD]
-    assert _core.philox4x32_10([0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344],
-                               [0xA4093822, 0x299F31D0]) == [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
+        0x408F276D,
+        0x41C83B0E,
+        0xA20BC7C6,
+        0x6D5451FD,
+    ]
+    assert _core.philox4x32_10(
+        [0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344], [0xA4093822, 0x299F31D0]
+    ) == [0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1]
 
 
 def test_draw_uniform_is_keyed_and_uniform() -> None:
@@ -148,7 +167,9 @@ CONFIGS = [
 @pytest.mark.parametrize("vocab", [1, 7, 300, 5000])
 def test_kept_set_matches_float64_reference_and_hf(params: P, vocab: int) -> None:
     rng = np.random.default_rng(vocab)
-    rows = rng.standard_normal((12, vocab)).astype(np.float32) * rng.uniform(0.5, 4, (12, 1)).astype(np.float32)
+    rows = rng.standard_normal((12, vocab)).astype(np.float32) * rng.uniform(
+        0.5, 4, (12, 1)
+    ).astype(np.float32)
     kept = S.kept_mask(rows, params)
     probs = S.filter_probs(rows, params)
     ambiguous = 0
@@ -180,18 +201,39 @@ def adversarial_rows() -> list[tuple[str, np.ndarray]]:
     peaky = (rng.standard_normal(5000) * 0.1).astype(np.float32)
     peaky[[1, 2, 3, 17]] = [8.0, 7.5, 7.0, 6.0]
     ascending = np.linspace(-5, 5, 3000, dtype=np.float32)  # worst case for the top-k heap
+    # Sums of huge values overflow to +inf and meet -inf (NaN) without any NaN logit.
+    overflow = np.tile(np.array([3e38, 2e38, -np.inf, 1e38], np.float32), 64)
     return [
-        ("peaky", peaky), ("ascending", ascending),
-        ("ties", ties), ("with_-inf", with_inf), ("huge", huge), ("big_ties", big_ties),
-        ("all_equal", equal), ("near_ties", near), ("one", np.array([0.25], np.float32)),
+        ("overflow_mix", overflow),
+        ("peaky", peaky),
+        ("ascending", ascending),
+        ("ties", ties),
+        ("with_-inf", with_inf),
+        ("huge", huge),
+        ("big_ties", big_ties),
+        ("all_equal", equal),
+        ("near_ties", near),
+        ("one", np.array([0.25], np.float32)),
         ("one_finite", np.array([-inf, -inf, 2.0, -inf], np.float32)),
     ]
 
 
 ADV_PARAMS = [
-    P(), P(top_k=1), P(top_k=2), P(top_k=3), P(top_k=10**6), P(top_k=-3), P(top_p=1e-9),
-    P(top_p=0.5), P(top_p=0.9), P(temperature=1e-20), P(temperature=1e-3, top_p=0.9),
-    P(temperature=1e30), P(min_p=1.0), P(min_p=0.5), P(top_k=2, top_p=0.6, min_p=0.1),
+    P(),
+    P(top_k=1),
+    P(top_k=2),
+    P(top_k=3),
+    P(top_k=10**6),
+    P(top_k=-3),
+    P(top_p=1e-9),
+    P(top_p=0.5),
+    P(top_p=0.9),
+    P(temperature=1e-20),
+    P(temperature=1e-3, top_p=0.9),
+    P(temperature=1e30),
+    P(min_p=1.0),
+    P(min_p=0.5),
+    P(top_k=2, top_p=0.6, min_p=0.1),
     P(temperature=0.0),
 ]
 
@@ -207,6 +249,33 @@ def test_adversarial_rows_match_reference(params: P) -> None:
         np.testing.assert_allclose(gp, probs, rtol=2e-5, atol=1e-7, err_msg=name)
         draws = S.sample(np.tile(row, (64, 1)), params, seed=11, step=np.arange(64))
         assert keep[draws].all() and (probs[draws] > 0).all(), name
+
+
+def test_wide_random_rows_match_reference() -> None:
+    """Many shapes of rows (flat, peaky, tied, with -inf) through every top-p path."""
+    rng = np.random.default_rng(123)
+    ambiguous = 0
+    trials = 90
+    for trial in range(trials):
+        vocab = int(rng.choice([700, 1500, 20000]))
+        sigma = float(rng.choice([0.05, 0.3, 1, 3, 10]))
+        x = (rng.standard_normal(vocab) * sigma).astype(np.float32)
+        if trial % 3 == 0:
+            x = np.round(x * 4) / 4  # many ties
+        if trial % 5 == 0:
+            x[rng.choice(vocab, vocab // 3, replace=False)] = -np.inf
+        params = P(
+            temperature=float(rng.choice([0.3, 1.0, 2.0])),
+            top_p=float(rng.choice([0.05, 0.5, 0.9, 0.99])),
+            top_k=int(rng.choice([0, 0, 100, 5000])),
+            min_p=float(rng.choice([0, 0, 0.01])),
+        )
+        keep, _, margin = ref_filter(x, params)
+        if margin < 2e-6:
+            ambiguous += 1
+            continue
+        np.testing.assert_array_equal(S.kept_mask(x, params), keep, err_msg=f"{trial} {params}")
+    assert ambiguous <= trials // 10
 
 
 def test_ties_with_kth_are_kept_and_greedy_takes_first_max() -> None:
@@ -228,7 +297,11 @@ def draw_counts(row: np.ndarray, params: P, n: int, seed: int) -> np.ndarray:
 
 
 CHI2_CONFIGS = [
-    P(), P(temperature=0.6), P(top_k=6), P(top_p=0.8), P(min_p=0.08),
+    P(),
+    P(temperature=0.6),
+    P(top_k=6),
+    P(top_p=0.8),
+    P(min_p=0.08),
     P(top_k=10, top_p=0.9, min_p=0.03, temperature=1.3),
     P(repetition_penalty=1.3, presence_penalty=0.4, frequency_penalty=0.2, top_p=0.95),
 ]
@@ -241,11 +314,21 @@ def test_draws_fit_the_truncated_distribution(params: P) -> None:
     row = (rng.standard_normal(24) * 1.5).astype(np.float32)
     hist = [1, 1, 4, 9, 9, 9] if params.repetition_penalty != 1 else []
     n = 40000
-    toks = S.sample(np.broadcast_to(row, (n, 24)), params, seed=123, step=np.arange(n),
-                    history=[hist] * n if hist else None)
+    toks = S.sample(
+        np.broadcast_to(row, (n, 24)),
+        params,
+        seed=123,
+        step=np.arange(n),
+        history=[hist] * n if hist else None,
+    )
     counts = np.bincount(toks, minlength=24)
-    base = ref_penalties(row, hist, params.repetition_penalty, params.presence_penalty,
-                         params.frequency_penalty) if hist else row
+    base = (
+        ref_penalties(
+            row, hist, params.repetition_penalty, params.presence_penalty, params.frequency_penalty
+        )
+        if hist
+        else row
+    )
     keep, probs, margin = ref_filter(base, params)
     assert margin > 1e-6
     assert counts[~keep].sum() == 0, "a draw outside the kept set"
@@ -278,7 +361,9 @@ def test_draws_with_large_vocab_fit() -> None:
 
 def test_greedy_and_tiny_temperature() -> None:
     row = np.array([0.1, 2.0, 2.0, -1.0], np.float32)
-    assert (S.sample(np.tile(row, (10, 1)), P(temperature=0), seed=0, step=np.arange(10)) == 1).all()
+    assert (
+        S.sample(np.tile(row, (10, 1)), P(temperature=0), seed=0, step=np.arange(10)) == 1
+    ).all()
     toks = S.sample(np.tile(row, (200, 1)), P(temperature=1e-30), seed=0, step=np.arange(200))
     assert set(toks.tolist()) == {1, 2}  # the two tied maxima, nothing else
 
@@ -297,12 +382,19 @@ def test_same_key_same_token_across_threads_batches_and_positions() -> None:
     two = S.sample(rows, params, seed=seeds, stream=streams, step=steps, threads=2)
     np.testing.assert_array_equal(one, two)
     perm = rng.permutation(37)
-    permuted = S.sample(rows[perm], [params[i] for i in perm], seed=seeds[perm],
-                        stream=streams[perm], step=steps[perm], threads=2)
+    permuted = S.sample(
+        rows[perm],
+        [params[i] for i in perm],
+        seed=seeds[perm],
+        stream=streams[perm],
+        step=steps[perm],
+        threads=2,
+    )
     np.testing.assert_array_equal(permuted, one[perm])
     for r in (0, 17, 36):
-        alone = S.sample(rows[r], params[r], seed=int(seeds[r]), stream=int(streams[r]),
-                         step=int(steps[r]))
+        alone = S.sample(
+            rows[r], params[r], seed=int(seeds[r]), stream=int(streams[r]), step=int(steps[r])
+        )
         assert alone == one[r]
     # A different step or stream changes the draws (not all equal over the batch).
     other = S.sample(rows, params, seed=seeds, stream=streams, step=steps + 1)
@@ -330,15 +422,22 @@ def test_penalties_match_hf_and_openai_formulas() -> None:
     row[3] = 0.0
     hist = [3, 7, 7, 7, 12, 40, 12, -1, 49]
     for rep, pres, freq in [(1.3, 0, 0), (0.7, 0, 0), (1, 0.5, 0), (1, 0, 0.25), (1.2, -0.3, 0.6)]:
-        got = S.apply_penalties(row, P(repetition_penalty=rep, presence_penalty=pres,
-                                       frequency_penalty=freq), history=hist)
-        np.testing.assert_allclose(got, ref_penalties(row, hist, rep, pres, freq), rtol=1e-6, atol=1e-6)
+        got = S.apply_penalties(
+            row,
+            P(repetition_penalty=rep, presence_penalty=pres, frequency_penalty=freq),
+            history=hist,
+        )
+        np.testing.assert_allclose(
+            got, ref_penalties(row, hist, rep, pres, freq), rtol=1e-6, atol=1e-6
+        )
     # HF RepetitionPenaltyLogitsProcessor: gather, where(score < 0, score * p, score / p), scatter.
     ids = np.array([h for h in hist if h >= 0])
     score = row[ids]
     hf = row.copy()
     hf[ids] = np.where(score < 0, score * np.float32(1.3), score / np.float32(1.3))
-    np.testing.assert_array_equal(S.apply_penalties(row, P(repetition_penalty=1.3), history=hist), hf)
+    np.testing.assert_array_equal(
+        S.apply_penalties(row, P(repetition_penalty=1.3), history=hist), hf
+    )
     # OpenAI: mu[j] - c[j] * alpha_frequency - float(c[j] > 0) * alpha_presence
     c = np.bincount(ids, minlength=50)
     openai = row - c * np.float32(0.25) - (c > 0) * np.float32(0.5)
@@ -352,7 +451,9 @@ def test_penalties_feed_the_sampler() -> None:
     assert S.sample(row, P(temperature=0, repetition_penalty=2.0), seed=0, history=[0]) == 1
     assert S.sample(row, P(temperature=0, presence_penalty=0.2), seed=0, history=[0]) == 1
     padded = np.array([[0, -1, -1], [-1, -1, -1]])
-    out = S.sample(np.tile(row, (2, 1)), P(temperature=0, frequency_penalty=1.0), seed=0, history=padded)
+    out = S.sample(
+        np.tile(row, (2, 1)), P(temperature=0, frequency_penalty=1.0), seed=0, history=padded
+    )
     assert out.tolist() == [1, 0]
 
 
@@ -421,12 +522,25 @@ def test_bad_call_arguments_raise() -> None:
     # The core checks its raw arguments too.
     f = np.ones(2, np.float32)
     with pytest.raises(ValueError, match="top_p must be > 0"):
-        _core.sample_batch(x, f, np.zeros(2, np.int32), f * 0, f * 0, f, f * 0, f * 0,
-                           np.zeros(2, np.uint64), np.zeros(2, np.uint64), np.zeros(2, np.uint64))
+        _core.sample_batch(
+            x,
+            f,
+            np.zeros(2, np.int32),
+            f * 0,
+            f * 0,
+            f,
+            f * 0,
+            f * 0,
+            np.zeros(2, np.uint64),
+            np.zeros(2, np.uint64),
+            np.zeros(2, np.uint64),
+        )
 
 
 def test_import_does_not_pull_torch() -> None:
-    code = "import sys, aigc_engine.sampling as s; s.cuda_status(); assert 'torch' not in sys.modules"
+    code = (
+        "import sys, aigc_engine.sampling as s; s.cuda_status(); assert 'torch' not in sys.modules"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, capture_output=True)
 
 

@@ -190,7 +190,7 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
       for (std::int64_t i = tid; i < n; i += kThreads) a.probs[r * n + i] = i == first ? 1.0f : 0.0f;
     return;
   }
-  const float inv_t = sampling::inverse_temperature(p.temperature);
+  const float t_scale = sampling::log2_weight_scale(p.temperature);
 
   // Top-k: the k-th largest logit by radix select over order-preserving keys.
   float thr_k = -INFINITY;
@@ -228,7 +228,7 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
   double z = 0.0;
   for (std::int64_t i = tid; i < n; i += kThreads) {
     const float v = x[i];
-    const float wi = (v >= thr_k && v > -INFINITY) ? sampling::exp_weight((v - m) * inv_t) : 0.0f;
+    const float wi = (v >= thr_k && v > -INFINITY) ? sampling::exp2_weight((v - m) * t_scale) : 0.0f;
     w[i] = wi;
     z += wi;
   }
@@ -273,11 +273,11 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
     }
     thr_p = sampling::bits_float(prefix);
   }
-  const float lmp = sampling::min_p_active(p) ? static_cast<float>(log(static_cast<double>(p.min_p)))
+  const float lmp = sampling::min_p_active(p) ? static_cast<float>(log2(static_cast<double>(p.min_p)))
                                               : -INFINITY;
   auto kept = [&](std::int64_t i) {
     const float v = x[i];
-    return v > -INFINITY && v >= thr_k && w[i] >= thr_p && (v - m) * inv_t >= lmp;
+    return v > -INFINITY && v >= thr_k && w[i] >= thr_p && (v - m) * t_scale >= lmp;
   };
 
   double zk = 0.0;

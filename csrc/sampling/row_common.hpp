@@ -18,9 +18,6 @@
 namespace aigc::sampling {
 
 constexpr float kFloatMax = 3.402823466e+38f;
-// Below this scaled log-weight (relative to the row maximum) a weight is
-// flushed to zero: exp(-87.33) is the smallest normal float32.
-constexpr float kMinLogWeight = -87.33654f;
 
 // ---------------------------------------------------------------- Philox4x32-10
 // Salmon et al., "Parallel random numbers: as easy as 1, 2, 3" (SC'11); the
@@ -101,29 +98,39 @@ AIGC_HD float key_float(std::uint32_t k) {
 
 AIGC_HD bool is_nan(float f) { return !(f == f); }
 
-// exp(s) for s <= 0, as float32: a range reduction to [-ln2/2, ln2/2] and a
-// degree-6 polynomial (max relative error about 2e-7), exactly 1 at s = 0 and
-// flushed to 0 below kMinLogWeight (also for s = -inf). Written branch-free so
-// that compilers vectorise loops over it; the same function on host and device
-// keeps the CPU and CUDA weights identical up to fused multiply-adds.
-AIGC_HD float exp_weight(float s) {
-  const bool zero = !(s >= kMinLogWeight);
-  s = zero ? 0.0f : s;
-  const float n = static_cast<float>(static_cast<int>(s * 1.44269504088896341f - 0.5f));
-  // n = round-to-nearest of s*log2(e) for s <= 0 (truncation towards zero of x - 0.5).
-  float r = s - n * 0.693145751953125f;
-  r = r - n * 1.428606765330187045e-06f;
-  float p = 1.0f / 720.0f;
-  p = p * r + 1.0f / 120.0f;
-  p = p * r + 1.0f / 24.0f;
-  p = p * r + 1.0f / 6.0f;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
-  const std::int32_t e = static_cast<std::int32_t>(n) + 127;  // in [1, 127] here
-  const float scale = bits_float(static_cast<std::uint32_t>(e) << 23);
-  const float w = p * scale;
-  return zero ? 0.0f : w;
+// 2^t for t <= 0, as float32: t = n + f with n the nearest integer (by the
+// 1.5 * 2^23 rounding trick) and f in [-1/2, 1/2], 2^f by its degree-6 Taylor
+// polynomial (relative error about 1.2e-7), times 2^n built in the exponent
+// bits. Exactly 1 at t = 0, and 0 below kMinLog2Weight (also for t = -inf or
+// NaN). Branch-free, so that compilers vectorise loops over it; the same
+// operations on host and device (no fused multiply-adds: built with
+// --fmad=false for CUDA) give the CPU and CUDA samplers identical weights.
+constexpr float kMinLog2Weight = -126.0f;
+constexpr float kRoundMagic = 12582912.0f;  // 1.5 * 2^23
+constexpr std::uint32_t kRoundMagicBits = 0x4B400000u;
+constexpr float kC1 = 0.693147180559945309f;   // ln2
+constexpr float kC2 = 0.240226506959100712f;   // ln2^2 / 2
+constexpr float kC3 = 0.0555041086648215800f;  // ln2^3 / 6
+constexpr float kC4 = 0.00961812910762847717f; // ln2^4 / 24
+constexpr float kC5 = 0.00133335581464284434f; // ln2^5 / 120
+constexpr float kC6 = 0.000154035303933816100f; // ln2^6 / 720
+
+AIGC_HD float exp2_weight(float t) {
+  const bool ok = t >= kMinLog2Weight;
+  t = ok ? t : 0.0f;
+  const float shifted = t + kRoundMagic;
+  const float n = shifted - kRoundMagic;
+  const float f = t - n;
+  float p = kC6;
+  p = p * f + kC5;
+  p = p * f + kC4;
+  p = p * f + kC3;
+  p = p * f + kC2;
+  p = p * f + kC1;
+  p = p * f + 1.0f;
+  const std::uint32_t e = (float_bits(shifted) - (kRoundMagicBits - 127u)) << 23;
+  const float w = p * bits_float(e);
+  return ok ? w : 0.0f;
 }
 
 // ---------------------------------------------------------------- penalties
@@ -173,11 +180,12 @@ AIGC_HD bool top_k_active(const SamplingParams& p, std::int64_t n) {
 AIGC_HD bool top_p_active(const SamplingParams& p) { return p.top_p < 1.0f; }
 AIGC_HD bool min_p_active(const SamplingParams& p) { return p.min_p > 0.0f; }
 
-// The scaled log-weight (x - max) / temperature, computed as a product with
-// the reciprocal (saturated so that a tiny temperature never gives 0 * inf).
-AIGC_HD float inverse_temperature(float temperature) {
-  float inv = 1.0f / temperature;
-  return inv > kFloatMax ? kFloatMax : inv;
+// The factor c = log2(e) / temperature of the base-2 log-weight of a token,
+// t = (x - max) * c, so that its weight is exp2_weight(t) = exp((x - max) / T).
+// Saturated at the largest float, so a tiny temperature never gives 0 * inf.
+AIGC_HD float log2_weight_scale(float temperature) {
+  const double c = 1.4426950408889634 / static_cast<double>(temperature);
+  return c > static_cast<double>(kFloatMax) ? kFloatMax : static_cast<float>(c);
 }
 
 }  // namespace aigc::sampling

@@ -3,9 +3,11 @@
 // No full sort. A row is read once for its maximum (or, with top-k, once for
 // a running k-th-largest threshold kept in a min-heap, skipping 64-score
 // blocks whose maximum is below it); every later step works only on the
-// surviving candidates. The top-p threshold is a selection by mass: a
-// three-level radix histogram over the float bits of the weights (ties stay
-// together), with a sort only for the last few hundred candidates.
+// surviving candidates. The top-p threshold is a selection by mass: a radix
+// histogram over the float bits of the weights (ties stay together), built
+// exactly only for a bracket found from a sample (checked, with retries and a
+// full-histogram fallback), refined by two more radix levels, and a sort only
+// for the last few hundred candidates.
 #include "sampling/sampling.hpp"
 
 #include <algorithm>
@@ -146,28 +148,29 @@ void apply_penalties(const float* logits, std::int64_t n, const SamplingParams& 
 #if defined(__GNUC__) && !defined(__clang__)
 #pragma GCC diagnostic ignored "-Wpsabi"
 #endif
+#define AIGC_VEC static inline __attribute__((always_inline))
 typedef float VF __attribute__((vector_size(32)));
 typedef std::int32_t VI __attribute__((vector_size(32)));
 constexpr int kW = 8;
 
-inline VF load(const float* p) {
+AIGC_VEC VF load(const float* p) {
   VF v;
   std::memcpy(&v, p, sizeof v);
   return v;
 }
-inline void store(float* p, VF v) { std::memcpy(p, &v, sizeof v); }
-inline float hmax(VF v) {
+AIGC_VEC void store(float* p, const VF& v) { std::memcpy(p, &v, sizeof v); }
+AIGC_VEC float hmax(const VF& v) {
   float m = v[0];
   for (int l = 1; l < kW; ++l) m = v[l] > m ? v[l] : m;
   return m;
 }
-inline float hsum(VF v) {
+AIGC_VEC float hsum(const VF& v) {
   float s = 0.0f;
   for (int l = 0; l < kW; ++l) s += v[l];
   return s;
 }
 // Bit l set when lane l of the mask is set (lanes are 0 or -1).
-inline unsigned lane_mask(VI m) {
+AIGC_VEC unsigned lane_mask(const VI& m) {
 #if defined(__x86_64__) || defined(__SSE__)
   __m128 lo, hi;
   std::memcpy(&lo, &m, sizeof lo);
@@ -179,41 +182,42 @@ inline unsigned lane_mask(VI m) {
   return r;
 #endif
 }
-inline bool any(VI m) { return lane_mask(m) != 0; }
-inline VF splat(float f) { return VF{f, f, f, f, f, f, f, f}; }
-inline VI splati(std::int32_t i) { return VI{i, i, i, i, i, i, i, i}; }
+AIGC_VEC bool any(const VI& m) { return lane_mask(m) != 0; }
+AIGC_VEC VF splat(float f) { return VF{f, f, f, f, f, f, f, f}; }
+AIGC_VEC VI splati(std::int32_t i) { return VI{i, i, i, i, i, i, i, i}; }
 
-// exp_weight of row_common.hpp, 8 lanes, same operations in the same order.
-inline VF exp_weight_v(VF s) {
-  const VI ok = s >= splat(kMinLogWeight);
-  s = (VF)((VI)s & ok);
-  const VI ni = __builtin_convertvector(s * splat(1.44269504088896341f) - splat(0.5f), VI);
-  const VF n = __builtin_convertvector(ni, VF);
-  VF r = s - n * splat(0.693145751953125f);
-  r = r - n * splat(1.428606765330187045e-06f);
-  VF p = splat(1.0f / 720.0f);
-  p = p * r + splat(1.0f / 120.0f);
-  p = p * r + splat(1.0f / 24.0f);
-  p = p * r + splat(1.0f / 6.0f);
-  p = p * r + splat(0.5f);
-  p = p * r + splat(1.0f);
-  p = p * r + splat(1.0f);
-  const VF scale = (VF)((ni + splati(127)) << 23);
-  return (VF)((VI)(p * scale) & ok);
+// exp2_weight of row_common.hpp, 8 lanes, same operations in the same order.
+AIGC_VEC VF exp2_weight_v(const VF& t_in) {
+  const VI ok = t_in >= splat(kMinLog2Weight);
+  const VF t = (VF)((VI)t_in & ok);
+  const VF shifted = t + splat(kRoundMagic);
+  const VF n = shifted - splat(kRoundMagic);
+  const VF f = t - n;
+  VF p = splat(kC6);
+  p = p * f + splat(kC5);
+  p = p * f + splat(kC4);
+  p = p * f + splat(kC3);
+  p = p * f + splat(kC2);
+  p = p * f + splat(kC1);
+  p = p * f + splat(1.0f);
+  const VI e = ((VI)shifted - splati(static_cast<std::int32_t>(kRoundMagicBits - 127u))) << 23;
+  return (VF)((VI)(p * (VF)e) & ok);
 }
 
 // Maximum of a range; sets bad when it holds a NaN.
 AIGC_CLONES float range_max(const float* x, std::int64_t len, bool& bad) {
   VF mx = splat(-kInf);
-  VI nan = splati(0);
+  VF sum = splat(0.0f);  // NaN if a NaN was seen (or +-inf mixed: checked exactly)
   std::int64_t i = 0;
   for (; i + kW <= len; i += kW) {
     const VF v = load(x + i);
     mx = v > mx ? v : mx;
-    nan |= (v != v);
+    sum += v;
   }
   float m = hmax(mx);
-  bool any_nan = any(nan);
+  bool any_nan = false;
+  if (any(sum != sum))
+    for (std::int64_t j = 0; j < i; ++j) any_nan |= (x[j] != x[j]);
   for (; i < len; ++i) {
     const float v = x[i];
     m = v > m ? v : m;
@@ -260,57 +264,73 @@ inline void sift_up(float* h, std::int64_t i) {
 // k-th largest score (counted with multiplicity), returns their number and the
 // row maximum. heap holds k floats. Returns -1 for a row with a NaN, +inf or
 // no finite score.
+// One candidate of the top-k scan: pushes v (at id j) into the heap of the k
+// largest values when it reaches the running threshold thr.
+inline void top_k_offer(float v, std::int64_t j, std::int64_t k, float* heap, std::int64_t& size,
+                        float& thr, std::int32_t* idx, std::int64_t& count) {
+  if (!(v >= thr) || v == -kInf) return;
+  if (size < k) {
+    heap[size] = v;
+    sift_up(heap, size);
+    ++size;
+    if (size == k) thr = heap[0];
+  } else if (v > thr) {
+    heap[0] = v;
+    sift_down(heap, size, 0);
+    thr = heap[0];
+  }
+  idx[count++] = static_cast<std::int32_t>(j);
+}
+
 AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::int64_t k,
                                           float* heap, std::int32_t* idx, float& max_out) {
   std::int64_t size = 0, count = 0;
   float thr = -kInf;
-  bool bad = false;
-  float row_max = -kInf;
+  VF row_max = splat(-kInf);
   VI nan = splati(0);
-  for (std::int64_t b = 0; b < n; b += kBlock) {
-    const std::int64_t len = std::min(kBlock, n - b);
-    float bm;
-    if (len == kBlock) {
-      VF mx = load(x + b);
-      nan |= (mx != mx);
-      for (int i = kW; i < kBlock; i += kW) {
-        const VF v = load(x + b + i);
-        mx = v > mx ? v : mx;
-        nan |= (v != v);
-      }
-      bm = hmax(mx);
-    } else {
-      bm = range_max(x + b, len, bad);
+  const VF neg_inf = splat(-kInf);
+  std::int64_t b = 0;
+  for (; b + kBlock <= n; b += kBlock) {
+    VF v[kBlock / kW];
+    for (int q = 0; q < kBlock / kW; ++q) v[q] = load(x + b + q * kW);
+    // A NaN makes the lane sums NaN (so do +inf with -inf, and overflow with
+    // -inf: such rows are re-checked exactly below).
+    VF sum = v[0];
+    VF mx = v[0];
+    for (int q = 1; q < kBlock / kW; ++q) {
+      sum += v[q];
+      mx = v[q] > mx ? v[q] : mx;
     }
-    row_max = bm > row_max ? bm : row_max;
-    if (!(bm >= thr) || bm == -kInf) continue;
-    for (std::int64_t j = b; j < b + len; ++j) {
-      if (len == kBlock && (j & (kW - 1)) == 0 && !any(load(x + j) >= splat(thr))) {
-        j += kW - 1;  // none of these 8 reaches the running threshold
-        continue;
+    nan |= (sum != sum);
+    row_max = mx > row_max ? mx : row_max;
+    if (!any((mx >= splat(thr)) & (mx > neg_inf))) continue;  // nothing reaches the threshold
+    for (int q = 0; q < kBlock / kW; ++q) {
+      unsigned hits = lane_mask((v[q] >= splat(thr)) & (v[q] > neg_inf));
+      while (hits) {
+        const int l = __builtin_ctz(hits);
+        hits &= hits - 1;
+        top_k_offer(x[b + q * kW + l], b + q * kW + l, k, heap, size, thr, idx, count);
       }
-      const float v = x[j];
-      if (!(v >= thr) || v == -kInf) continue;
-      if (size < k) {
-        heap[size] = v;
-        sift_up(heap, size);
-        ++size;
-        if (size == k) thr = heap[0];
-      } else if (v > thr) {
-        heap[0] = v;
-        sift_down(heap, size, 0);
-        thr = heap[0];
-      }
-      idx[count++] = static_cast<std::int32_t>(j);
     }
   }
+  float m = hmax(row_max);
+  bool bad = false;
+  if (any(nan)) {  // possibly a NaN: look exactly
+    for (std::int64_t i = 0; i < b; ++i) bad |= (x[i] != x[i]);
+  }
+  for (; b < n; ++b) {
+    const float v = x[b];
+    m = v > m ? v : m;
+    bad |= (v != v);
+    top_k_offer(v, b, k, heap, size, thr, idx, count);
+  }
   // Thrown by the caller: unwinding through a target_clones function aborts.
-  if (bad || any(nan) || row_max == kInf || row_max == -kInf) return -1;
+  if (bad || m == kInf || m == -kInf) return -1;
   if (size < k) thr = -kInf;  // fewer finite scores than k: all are kept
   std::int64_t kept = 0;
   for (std::int64_t j = 0; j < count; ++j)
     if (x[idx[j]] >= thr) idx[kept++] = idx[j];
-  max_out = row_max;
+  max_out = m;
   return kept;
 }
 
@@ -431,46 +451,72 @@ float mass_threshold(const float* w, std::int64_t count, double target, float* t
   double above = 0.0;
   std::int64_t bracket_count = -1;  // the crossing bucket's values already in tmp
   constexpr std::int64_t kSampleStride = 16;
+  double sampled = 0.0;
   if (count >= 64 * kSampleStride) {
     // Bracket the crossing bucket from a 1/16 sample (with a margin of 2% of
     // the mass either side), then histogram exactly only the bracket; fall
     // back to the full histogram when the exact masses show the bracket missed.
+    // The sample: one run of 16 weights (a cache line) per 256, at a position
+    // that varies from run to run, so that it reads 1/16 of the memory.
     std::memset(h, 0, sizeof(double) * kHist1);
-    double sampled = 0.0;
-    for (std::int64_t j = 0; j < count; j += kSampleStride) {
-      h[digit1(w[j])] += w[j];
-      sampled += w[j];
+    constexpr std::int64_t kRun = 16, kSpan = kRun * kSampleStride;
+    for (std::int64_t base = 0, r = 0; base + kSpan <= count; base += kSpan, ++r) {
+      const float* run = w + base + ((r * 7) % kSampleStride) * kRun;
+      for (std::int64_t j = 0; j < kRun; ++j) {
+        h[digit1(run[j])] += run[j];
+        sampled += run[j];
+      }
     }
-    const double scale = total / sampled, margin = 0.02 * total;
-    int hi = kHist1 - 1, lo = 0;
+  }
+  if (sampled > 0.0) {
+    const double scale = total / sampled, margin = 0.02 * total, wide = 0.1 * total;
+    int hi = kHist1 - 1, lo = 0, lo_wide = 0;
     double acc = 0.0;
-    bool hi_set = false;
+    bool hi_set = false, lo_set = false;
     for (int d = kHist1 - 1; d >= 0; --d) {
       acc += h[d] * scale;
       if (!hi_set && acc > target - margin) {
         hi = d;
         hi_set = true;
       }
-      if (acc >= target + margin) {
+      if (!lo_set && acc >= target + margin) {
         lo = d;
+        lo_set = true;
+      }
+      if (acc >= target + wide) {
+        lo_wide = d;
         break;
       }
     }
-    std::memset(h, 0, sizeof(double) * kHist1);
-    std::int64_t in_bracket = 0;
-    const double exact_above = bracket_pass(w, count, static_cast<std::uint32_t>(lo),
-                                            static_cast<std::uint32_t>(hi), h, tmp, &in_bracket);
-    if (exact_above < target) {
-      double inner = 0.0;
-      const int c = crossing_bucket(h, hi, lo, target - exact_above, &inner);
-      if (c >= 0) {
-        b = c;
-        above = exact_above + inner;
-        std::int64_t kept = 0;
-        for (std::int64_t j = 0; j < in_bracket; ++j)
-          if (digit1(tmp[j]) == static_cast<std::uint32_t>(b)) tmp[kept++] = tmp[j];
-        bracket_count = kept;
+    // Two tries: the bracket, then, if the exact masses show the crossing is
+    // above it (typically a peaked row whose few heavy tokens the sample
+    // missed), everything above the bracket, which is then a short list, or,
+    // if it is below, the buckets down to a margin of 10% of the mass.
+    for (int attempt = 0; attempt < 2 && b < 0; ++attempt) {
+      std::memset(h, 0, sizeof(double) * kHist1);
+      std::int64_t in_bracket = 0;
+      const double exact_above = bracket_pass(w, count, static_cast<std::uint32_t>(lo),
+                                              static_cast<std::uint32_t>(hi), h, tmp, &in_bracket);
+      if (exact_above < target) {
+        double inner = 0.0;
+        const int c = crossing_bucket(h, hi, lo, target - exact_above, &inner);
+        if (c >= 0) {
+          b = c;
+          above = exact_above + inner;
+          std::int64_t kept = 0;
+          for (std::int64_t j = 0; j < in_bracket; ++j)
+            if (digit1(tmp[j]) == static_cast<std::uint32_t>(b)) tmp[kept++] = tmp[j];
+          bracket_count = kept;
+          break;
+        }
+        if (lo == 0 || lo_wide >= lo) break;  // nothing wider to try: the full histogram
+        hi = lo - 1;
+        lo = lo_wide;
+        continue;
       }
+      if (hi >= kHist1 - 1) break;
+      lo = hi + 1;
+      hi = kHist1 - 1;
     }
   }
   if (b < 0) {  // the exact level-1 histogram of everything
@@ -506,24 +552,24 @@ float mass_threshold(const float* w, std::int64_t count, double target, float* t
   return tmp[0];  // all remaining values are equal
 }
 
-// Full-row weights w = exp_weight((x - m) * inv_t), the sum per block of
+// Full-row weights w = exp2_weight((x - m) * t_scale), the sum per block of
 // kBlock, and their total (returned).
-AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float inv_t, float* w,
+AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float t_scale, float* w,
                                 double* block_sums) {
   double z = 0.0;
-  const VF mv = splat(m), iv = splat(inv_t);
+  const VF mv = splat(m), iv = splat(t_scale);
   for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
     const std::int64_t len = std::min(kBlock, n - b);
     VF acc = splat(0.0f);
     std::int64_t i = 0;
     for (; i + kW <= len; i += kW) {
-      const VF v = exp_weight_v((load(x + b + i) - mv) * iv);
+      const VF v = exp2_weight_v((load(x + b + i) - mv) * iv);
       store(w + b + i, v);
       acc += v;
     }
     float tail = 0.0f;
     for (; i < len; ++i) {
-      const float v = exp_weight((x[b + i] - m) * inv_t);
+      const float v = exp2_weight((x[b + i] - m) * t_scale);
       w[b + i] = v;
       tail += v;
     }
@@ -534,10 +580,28 @@ AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float i
   return z;
 }
 
-// Kept mass per block: weights with w >= thr and (x - m) * inv_t >= lmp.
+// Kept mass per block: weights with w >= thr (top-p only: x is not read).
+AIGC_CLONES void thresholded_block_sums(const float* w, std::int64_t n, float thr,
+                                        double* block_sums) {
+  const VF tv = splat(thr);
+  for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
+    const std::int64_t len = std::min(kBlock, n - b);
+    VF acc = splat(0.0f);
+    std::int64_t i = 0;
+    for (; i + kW <= len; i += kW) {
+      const VF v = load(w + b + i);
+      acc += (VF)((VI)v & (v >= tv));
+    }
+    float tail = 0.0f;
+    for (; i < len; ++i) tail += w[b + i] >= thr ? w[b + i] : 0.0f;
+    block_sums[blk] = static_cast<double>(hsum(acc)) + tail;
+  }
+}
+
+// Kept mass per block: weights with w >= thr and (x - m) * t_scale >= lmp.
 AIGC_CLONES void masked_block_sums(const float* x, const float* w, std::int64_t n, float m,
-                                   float inv_t, float thr, float lmp, double* block_sums) {
-  const VF mv = splat(m), iv = splat(inv_t), tv = splat(thr), lv = splat(lmp);
+                                   float t_scale, float thr, float lmp, double* block_sums) {
+  const VF mv = splat(m), iv = splat(t_scale), tv = splat(thr), lv = splat(lmp);
   for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
     const std::int64_t len = std::min(kBlock, n - b);
     VF acc = splat(0.0f);
@@ -550,7 +614,7 @@ AIGC_CLONES void masked_block_sums(const float* x, const float* w, std::int64_t 
     float tail = 0.0f;
     for (; i < len; ++i) {
       const float v = w[b + i];
-      tail += (v >= thr && (x[b + i] - m) * inv_t >= lmp) ? v : 0.0f;
+      tail += (v >= thr && (x[b + i] - m) * t_scale >= lmp) ? v : 0.0f;
     }
     block_sums[blk] = static_cast<double>(hsum(acc)) + tail;
   }
@@ -567,15 +631,15 @@ struct Plan {
   const std::int32_t* idx = nullptr;
   const float* w = nullptr;     // weight of candidate j (subset) or token j
   float m = 0.0f;
-  float inv_t = 1.0f;
+  float t_scale = 1.0f;           // log2(e) / temperature
   float thr_p = 0.0f;           // kept: w >= thr_p
-  float log_min_p = -kInf;      // kept: (x - m) * inv_t >= log_min_p
+  float log_min_p = -kInf;      // kept: (x - m) * t_scale >= log2(min_p)
   bool masked = false;          // top-p or min-p active
   double* block_sums = nullptr; // full row: kept mass per block of kBlock
 };
 
 inline bool kept_weight(const Plan& p, float x, float w) {
-  return w >= p.thr_p && (x - p.m) * p.inv_t >= p.log_min_p;
+  return w >= p.thr_p && (x - p.m) * p.t_scale >= p.log_min_p;
 }
 
 Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
@@ -598,7 +662,7 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
     plan.greedy_index = i;
     return plan;
   }
-  plan.inv_t = inverse_temperature(params.temperature);
+  plan.t_scale = log2_weight_scale(params.temperature);
   double z = 0.0;
   if (top_k_active(params, n)) {
     plan.subset = true;
@@ -606,14 +670,14 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
     if (plan.count < 0) throw_bad_row(x, n);
     plan.idx = s.idx;
     for (std::int64_t j = 0; j < plan.count; ++j) {
-      const float w = exp_weight((x[s.idx[j]] - plan.m) * plan.inv_t);
+      const float w = exp2_weight((x[s.idx[j]] - plan.m) * plan.t_scale);
       s.w[j] = w;
       z += w;
     }
   } else {
     plan.m = checked_max(x, n);
     plan.count = n;
-    z = weights_pass(x, n, plan.m, plan.inv_t, s.w, s.block_sums);
+    z = weights_pass(x, n, plan.m, plan.t_scale, s.w, s.block_sums);
     plan.block_sums = s.block_sums;
   }
   plan.w = s.w;
@@ -622,11 +686,15 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
     plan.masked = true;
   }
   if (min_p_active(params)) {
-    plan.log_min_p = static_cast<float>(std::log(static_cast<double>(params.min_p)));
+    plan.log_min_p = static_cast<float>(std::log2(static_cast<double>(params.min_p)));
     plan.masked = true;
   }
-  if (!plan.subset && plan.masked)
-    masked_block_sums(x, s.w, n, plan.m, plan.inv_t, plan.thr_p, plan.log_min_p, s.block_sums);
+  if (!plan.subset && plan.masked) {
+    if (min_p_active(params))
+      masked_block_sums(x, s.w, n, plan.m, plan.t_scale, plan.thr_p, plan.log_min_p, s.block_sums);
+    else
+      thresholded_block_sums(s.w, n, plan.thr_p, s.block_sums);
+  }
   return plan;
 }
 
