@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -56,7 +57,9 @@ def fresh_seed() -> int:
 class SamplingParams:
     """How scores become tokens; the same meaning in every text generator.
 
-    Applied in this order: penalties over the tokens generated so far
+    Validated on construction (:class:`~aigc_engine.errors.ConfigError` names
+    the field and the value); :mod:`aigc_engine.sampling` documents the exact
+    semantics. Applied in this order: penalties over the tokens generated so far
     (``repetition_penalty`` divides positive and multiplies negative logits of
     each distinct earlier token; ``presence_penalty`` and ``frequency_penalty``
     subtract, as OpenAI defines them), ``temperature`` (0 = greedy), ``top_k``
@@ -73,27 +76,35 @@ class SamplingParams:
     frequency_penalty: float = 0.0
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "top_k":
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ConfigError(f"top_k must be an integer, got {value!r}")
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{f.name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ConfigError(f"{f.name} must be finite, got {value!r}")
-            object.__setattr__(self, f.name, float(value))
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.top_p <= 0:
-            raise ConfigError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
-        if self.min_p > 1:
-            raise ConfigError(f"min_p must be in [0, 1] (0 = off), got {self.min_p}")
-        if self.repetition_penalty <= 0:
+        def number(name: str) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+            return float(value)
+
+        t = number("temperature")
+        if not math.isfinite(t) or t < 0:
+            raise ConfigError(f"temperature must be finite and >= 0 (0 = greedy), got {t!r}")
+        k = self.top_k
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise ConfigError(f"top_k must be an integer (<= 0 disables it), got {k!r}")
+        if not -(2**31) <= int(k) < 2**31:
+            raise ConfigError(f"top_k must fit in int32, got {k!r}")
+        object.__setattr__(self, "top_k", int(k))
+        p = number("top_p")
+        if math.isnan(p) or p <= 0:
+            raise ConfigError(f"top_p must be > 0 (>= 1 disables it), got {p!r}")
+        mp = number("min_p")
+        if math.isnan(mp) or mp > 1:
+            raise ConfigError(f"min_p must be <= 1 (<= 0 disables it), got {mp!r}")
+        r = number("repetition_penalty")
+        if not math.isfinite(r) or r <= 0:
             raise ConfigError(
-                f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}"
-            )
+                f"repetition_penalty must be finite and > 0 (1 disables it), got {r!r}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not math.isfinite(number(name)):
+                raise ConfigError(f"{name} must be finite, got {getattr(self, name)!r}")
 
     @property
     def greedy(self) -> bool:

@@ -43,9 +43,7 @@ tokens can be kept but are never drawn) and float64 for the sums. See
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, TypeAlias
 
 import numpy as np
@@ -53,6 +51,7 @@ import numpy.typing as npt
 
 from aigc_engine import _core
 from aigc_engine.errors import ConfigError
+from aigc_engine.generator import SamplingParams
 
 __all__ = [
     "SamplingParams",
@@ -66,58 +65,6 @@ __all__ = [
 
 _INT32_MAX = 2**31 - 1
 _UINT64_MAX = 2**64 - 1
-
-
-@dataclass(frozen=True)
-class SamplingParams:
-    """Sampling parameters of one row, validated on construction.
-
-    Attributes follow the order of application: penalties, temperature, top-k,
-    top-p, min-p (see the module docstring for the exact semantics).
-    Raises :class:`~aigc_engine.errors.ConfigError` (a ``ValueError``) naming
-    the field and the value when one is invalid.
-    """
-
-    temperature: float = 1.0
-    top_k: int = 0
-    top_p: float = 1.0
-    min_p: float = 0.0
-    repetition_penalty: float = 1.0
-    presence_penalty: float = 0.0
-    frequency_penalty: float = 0.0
-
-    def __post_init__(self) -> None:
-        def num(name: str) -> float:
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(
-                value, (int, float, np.floating, np.integer)
-            ):
-                raise ConfigError(f"{name} must be a number, got {value!r}")
-            return float(value)
-
-        t = num("temperature")
-        if not math.isfinite(t) or t < 0:
-            raise ConfigError(f"temperature must be finite and >= 0 (0 = greedy), got {t!r}")
-        k = self.top_k
-        if isinstance(k, bool) or not isinstance(k, (int, np.integer)):
-            raise ConfigError(f"top_k must be an int (<= 0 disables it), got {k!r}")
-        if not -(2**31) <= int(k) <= _INT32_MAX:
-            raise ConfigError(f"top_k must fit in int32, got {k!r}")
-        p = num("top_p")
-        if math.isnan(p) or p <= 0:
-            raise ConfigError(f"top_p must be > 0 (>= 1 disables it), got {p!r}")
-        mp = num("min_p")
-        if math.isnan(mp) or mp > 1:
-            raise ConfigError(f"min_p must be <= 1 (<= 0 disables it), got {mp!r}")
-        r = num("repetition_penalty")
-        if not math.isfinite(r) or r <= 0:
-            raise ConfigError(
-                f"repetition_penalty must be finite and > 0 (1 disables it), got {r!r}"
-            )
-        for name in ("presence_penalty", "frequency_penalty"):
-            v = num(name)
-            if not math.isfinite(v):
-                raise ConfigError(f"{name} must be finite, got {v!r}")
 
 
 ParamsArg: TypeAlias = "SamplingParams | Sequence[SamplingParams] | None"

@@ -85,7 +85,7 @@ def test_bad_sampling_option_is_a_clear_error(tmp_path: Path) -> None:
     assert aigc("train", "template", "--data", "example-grammar", "-o", str(bundle)).returncode == 0
     out = aigc("generate", str(bundle), "--temperature", "-1")
     assert out.returncode == 1
-    assert out.stderr.strip() == "aigc: error: temperature must be >= 0 (0 = greedy), got -1.0"
+    assert out.stderr.strip() == "aigc: error: temperature must be finite and >= 0 (0 = greedy), got -1.0"
 
 
 def test_demo_prints_generated_text() -> None:

@@ -65,11 +65,12 @@ def test_replace_validates_again() -> None:
 
 
 @pytest.mark.parametrize("bad,match", [
-    ({"temperature": -0.1}, "temperature must be >= 0"),
-    ({"top_p": 0.0}, "top_p must be in"),
-    ({"min_p": 1.5}, "min_p must be in"),
-    ({"repetition_penalty": 0.0}, "repetition_penalty must be > 0"),
+    ({"temperature": -0.1}, "temperature must be finite and >= 0"),
+    ({"top_p": 0.0}, "top_p must be > 0"),
+    ({"min_p": 1.5}, "min_p must be <= 1"),
+    ({"repetition_penalty": 0.0}, "repetition_penalty must be finite and > 0"),
     ({"temperature": float("nan")}, "temperature must be finite"),
+    ({"top_k": 2**40}, "top_k must fit in int32"),
     ({"top_k": 2.5}, "top_k must be an integer"),
 ])
 def test_bad_sampling_params_raise(bad: dict[str, float], match: str) -> None:

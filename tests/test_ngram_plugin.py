@@ -108,7 +108,8 @@ def test_prompt_of_unknown_words_generates_from_unk_context(engine: Engine) -> N
 
 
 def test_char_mode_generates_chinese(engine: Engine) -> None:
-    corpus = ["我们今天去公园散步", "今天天气很好", "我们喜欢在公园里看书", "天气好的时候我们去散步"]
+    corpus = ["我们今天去公园散步", "今天天气很好", "我们喜欢在公园里看书",
+              "天气好的时候我们去散步"]
     gen = engine.create("ngram", order=3, tokenizer="char", discount_fallback=(0.5, 1.0, 1.5))
     gen.fit(corpus)
     text = gen.generate("我们", seed=4, max_tokens=10).text  # type: ignore[attr-defined]
