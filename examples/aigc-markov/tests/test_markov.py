@@ -86,3 +86,15 @@ def test_works_from_the_cli(tmp_path: Path) -> None:
     assert top.returncode == 0, top.stderr
     assert [line.split()[0] for line in top.stdout.splitlines()] in (["'c'", "'d'"],
                                                                       ["'d'", "'c'"])
+
+
+def test_samples_through_the_shared_sampler() -> None:
+    gen = MarkovGenerator(order=2)
+    gen.fit(["hello world", "hello world", "help wanted"])  # no tied maximum on the path
+    greedy = gen.generate("he", temperature=0, max_tokens=30, seed=0).text
+    # top_k=1 keeps only the most likely character: the greedy path, whatever the seed.
+    assert all(gen.generate("he", top_k=1, max_tokens=30, seed=s).text == greedy
+               for s in range(5))
+    # A huge repetition penalty forbids repeating a character already generated.
+    text = gen.generate("", repetition_penalty=1e30, max_tokens=30, seed=1).text
+    assert len(set(text)) == len(text)

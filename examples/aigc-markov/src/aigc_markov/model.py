@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import random
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
+
+import numpy as np
 
 from aigc_engine.plugin_api import (
     ConfigError,
@@ -22,6 +23,7 @@ from aigc_engine.plugin_api import (
     TextRequest,
     TextResult,
 )
+from aigc_engine.sampling import sample
 
 BOS = "\x02"  # pads the start of every line
 EOS = "\x03"  # ends every line; generation stops on it
@@ -132,35 +134,25 @@ class MarkovGenerator(TextGenerator):
         return {"perplexity": math.exp(-log_sum / scored), "characters": scored,
                 "unknown_characters": unknown}
 
-    def _sample(self, context: str, request: TextRequest, rng: random.Random) -> str:
-        probs = self.probabilities(context)
-        params = request.sampling
-        if params.temperature == 0:
-            return max(probs, key=lambda cp: cp[1])[0]
-        weights = [(c, p ** (1.0 / params.temperature)) for c, p in probs]
-        weights.sort(key=lambda cw: -cw[1])
-        if 0 < params.top_k < len(weights):
-            weights = weights[:params.top_k]
-        if params.top_p < 1:
-            total = sum(w for _, w in weights)
-            kept, mass = [], 0.0
-            for c, w in weights:
-                kept.append((c, w))
-                mass += w / total
-                if mass >= params.top_p:
-                    break
-            weights = kept
-        chars = [c for c, _ in weights]
-        ws = [w for _, w in weights]
-        return rng.choices(chars, weights=ws)[0]
-
     def _chars(self, request: TextRequest, index: int) -> Iterator[str]:
-        rng = random.Random(f"aigc-markov:{request.seed}:{index}")
+        """Sample ``index`` of a request, through the engine's shared sampler.
+
+        Each step's draw is keyed by (seed, stream = sample index, step), so the
+        same request always gives the same text, and the sampling options mean
+        what they mean in every other text generator.
+        """
+        assert request.seed is not None
+        position = {c: i for i, c in enumerate(self.alphabet)}
+        history: list[int] = []
         context = request.prompt
-        for _ in range(request.max_tokens):
-            char = self._sample(context, request, rng)
+        for step in range(request.max_tokens):
+            logits = np.log([p for _, p in self.probabilities(context)])
+            token = sample(logits, request.sampling, seed=request.seed, stream=index, step=step,
+                           history=history)
+            char = self.alphabet[token]
             if char == EOS:
                 return
+            history.append(position[char])
             context = (context + char)[-self.order:]
             yield char
 
