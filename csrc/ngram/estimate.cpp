@@ -111,14 +111,15 @@ struct Key {
   }
 };
 
-// The trie under construction: per level word, parent, terminal count.
+// The trie under construction: per level word, first child (levels below
+// the top; kSentinel until a child is seen), terminal count.
 struct Build {
   int order = 0;
-  std::vector<std::vector<std::uint32_t>> word, parent, count;
+  std::vector<std::vector<std::uint32_t>> word, child, count;
 };
 
 template <int K>
-void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsigned threads,
+void build_trie_k(std::vector<Chunk>& chunks, std::size_t vocab_size, unsigned threads,
                   Build& b) {
   const int n = K + 1;
   const std::size_t v = vocab_size;
@@ -169,6 +170,7 @@ void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsi
       }
     }
     std::vector<std::uint32_t>().swap(off);
+    std::vector<std::uint32_t>().swap(chunks[c].ids);  // the windows hold it all now
   });
   // Split buckets into thread ranges of about equal size.
   std::vector<std::size_t> range(threads + 1, v);
@@ -204,7 +206,8 @@ void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsi
           std::uint64_t idx = next[j + 1]++;
           if (emit) {
             b.word[j + 1][idx] = k->w[j];
-            b.parent[j + 1][idx] = static_cast<std::uint32_t>(last[j]);
+            std::uint32_t& first = b.child[j][last[j]];
+            if (first == kSentinel) first = static_cast<std::uint32_t>(idx);
             b.count[j + 1][idx] = 0;
           }
           last[j + 1] = idx;
@@ -217,7 +220,7 @@ void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsi
   };
   run_threads(threads, [&](unsigned t) { walk(t, false, nullptr); });
   b.word.assign(n, {});
-  b.parent.assign(n, {});
+  b.child.assign(n, {});
   b.count.assign(n, {});
   std::vector<std::vector<std::uint64_t>> base(threads, std::vector<std::uint64_t>(n, 0));
   for (int j = 1; j < n; ++j) {
@@ -228,16 +231,23 @@ void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsi
     }
     if (total >= kSentinel) throw CoreError("too many distinct n-grams for this build (4G limit)");
     b.word[j].resize(total);
-    b.parent[j].resize(total);
     b.count[j].resize(total);
   }
   b.word[0].resize(v);
   for (std::size_t w = 0; w < v; ++w) b.word[0][w] = static_cast<std::uint32_t>(w);
   b.count[0].assign(v, 0);
+  for (int j = 0; j + 1 < n; ++j) b.child[j].assign(b.word[j].size() + 1, kSentinel);
   run_threads(threads, [&](unsigned t) { walk(t, true, &base[t]); });
+  // Childless nodes: their (empty) range starts where the next one's does.
+  for (int j = 0; j + 1 < n; ++j) {
+    std::vector<std::uint32_t>& child = b.child[j];
+    child.back() = static_cast<std::uint32_t>(b.word[j + 1].size());
+    for (std::size_t i = child.size() - 1; i-- > 0;)
+      if (child[i] == kSentinel) child[i] = child[i + 1];
+  }
 }
 
-void build_trie(const std::vector<Chunk>& chunks, std::size_t vocab_size, int order,
+void build_trie(std::vector<Chunk>& chunks, std::size_t vocab_size, int order,
                 unsigned threads, Build& b) {
   b.order = order;
   switch (order) {
@@ -251,7 +261,7 @@ void build_trie(const std::vector<Chunk>& chunks, std::size_t vocab_size, int or
     default: {
       // Order 1: only unigram counts.
       b.word.assign(1, {});
-      b.parent.assign(1, {});
+      b.child.assign(1, {});
       b.count.assign(1, std::vector<std::uint32_t>(vocab_size, 0));
       b.word[0].resize(vocab_size);
       for (std::size_t w = 0; w < vocab_size; ++w) b.word[0][w] = static_cast<std::uint32_t>(w);
@@ -365,13 +375,7 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
   levels.resize(order);
   for (int k = 0; k < order; ++k) {
     levels[k].word = std::move(b.word[k]);
-    if (k + 1 < order) {
-      std::vector<std::uint32_t>& child = levels[k].child;
-      child.assign(levels[k].size() + 1, 0);
-      for (std::uint32_t p : b.parent[k + 1]) ++child[p + 1];
-      for (std::size_t i = 1; i < child.size(); ++i) child[i] += child[i - 1];
-      std::vector<std::uint32_t>().swap(b.parent[k + 1]);
-    }
+    if (k + 1 < order) levels[k].child = std::move(b.child[k]);
   }
   // Counts live in the prob arrays (same size) until they become probabilities.
   for (int k = 0; k < order; ++k) {
