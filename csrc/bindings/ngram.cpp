@@ -54,7 +54,7 @@ std::string existing_file(const py::handle& obj) {
   if (!py::module_::import("os").attr("path").attr("isfile")(path).cast<bool>()) {
     py::object err = py::module_::import("builtins").attr("FileNotFoundError")(
         2, "No such file", path);
-    PyErr_SetObject(err.get_type().ptr(), err.ptr());
+    PyErr_SetObject(PyExc_FileNotFoundError, err.ptr());
     throw py::error_already_set();
   }
   return path;
