@@ -21,6 +21,7 @@ bool child_contains(const Model& m, std::size_t level, std::uint32_t parent, std
 }  // namespace
 
 TopKIndex::TopKIndex(const Model& model, unsigned threads) : model_(model) {
+  model.prepare();
   const auto& levels = model.levels();
   const std::size_t v = model.vocab_size();
   const float* up = levels[0].prob.data();
@@ -266,6 +267,7 @@ std::vector<std::uint32_t> generate(const Model& model, const TopKIndex* index,
       throw std::out_of_range("prompt id " + std::to_string(prompt[i]) + " at position " +
                               std::to_string(i) + " is outside the vocabulary of " +
                               std::to_string(v) + " words");
+  model.prepare();
   State state = o.bos ? model.begin_sentence_state() : model.null_state();
   for (std::size_t i = 0; i < prompt_len; ++i) model.advance(state, prompt[i]);
   const bool use_top_k = o.params.top_k > 0 && static_cast<std::size_t>(o.params.top_k) < v;

@@ -7,8 +7,11 @@
 // level k+1, sorted by word: the (k+2)-grams that extend the (k+1)-gram i by
 // one word on the right. prob and backoff are log10 (backoff is absent at the
 // highest level).
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,13 +55,35 @@ struct PerplexityStats {
 
 void check_order(long order);
 
+// Hash tables over the children of nodes with many children (the binary
+// search there costs several cache misses); built lazily by Model::prepare().
+struct ChildIndex {
+  // Per level: (word << 32 | child index + 1), 0 = empty. The child index
+  // lies in exactly one parent's range, so (word, index) identifies it.
+  std::vector<std::vector<std::uint64_t>> slots;
+};
+
 class Model {
  public:
-  Model() = default;
+  Model() : prepare_once_(std::make_unique<std::once_flag>()) {}
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
-  Model(Model&&) = default;
-  Model& operator=(Model&&) = default;
+  Model(Model&& o) noexcept { *this = std::move(o); }
+  Model& operator=(Model&& o) noexcept {
+    vocab_ = std::move(o.vocab_);
+    levels_ = std::move(o.levels_);
+    mode_ = o.mode_;
+    index_owner_ = std::move(o.index_owner_);
+    index_.store(o.index_.load());
+    o.index_.store(nullptr);
+    prepare_once_ = std::move(o.prepare_once_);
+    o.prepare_once_ = std::make_unique<std::once_flag>();
+    return *this;
+  }
+
+  // Builds the lookup index for fast queries (once; thread-safe). Queries
+  // are correct without it, only slower.
+  void prepare() const;
 
   int order() const { return static_cast<int>(levels_.size()); }
   std::size_t vocab_size() const { return vocab_.size(); }
@@ -113,7 +138,14 @@ class Model {
   Vocabulary vocab_;
   std::vector<Level> levels_;
   TokenMode mode_ = TokenMode::kWord;
+  // Cache owned by the model (built by prepare()).
+  mutable std::unique_ptr<ChildIndex> index_owner_;
+  mutable std::atomic<const ChildIndex*> index_{nullptr};
+  mutable std::unique_ptr<std::once_flag> prepare_once_;
 };
+
+// Children ranges up to this size are scanned instead of hashed.
+constexpr std::uint32_t kLinearChildren = 16;
 
 // Binary format version written by save_binary.
 constexpr std::uint32_t kBinaryVersion = 1;
