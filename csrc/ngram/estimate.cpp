@@ -431,10 +431,26 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
     const Level& sl = levels[k - 2];  // the level of sfx(p)
     const std::uint32_t* targets = lv.word.data();
     const std::uint32_t* words = pl.word.data();  // the children of sfx(p) are in level k-1
-    parallel_for(pl.size(), threads, 4096, [&](std::size_t s, std::size_t e) {
-      for (std::size_t p = s; p < e; ++p) {
-        std::uint32_t cb = pl.child[p], ce = pl.child[p + 1];
-        if (cb == ce) continue;
+    // Visit the parents grouped by their suffix, so that the children of
+    // each suffix stay in cache while all its left extensions are searched.
+    std::vector<std::uint32_t> perm;
+    {
+      std::vector<std::uint32_t> start(sl.size() + 1, 0);
+      std::size_t with_children = 0;
+      for (std::size_t p = 0; p < pl.size(); ++p)
+        if (pl.child[p] != pl.child[p + 1]) {
+          ++start[prev[p] + 1];
+          ++with_children;
+        }
+      for (std::size_t i = 1; i < start.size(); ++i) start[i] += start[i - 1];
+      perm.resize(with_children);
+      for (std::uint32_t p = 0; p < pl.size(); ++p)
+        if (pl.child[p] != pl.child[p + 1]) perm[start[prev[p]]++] = p;
+    }
+    parallel_for(perm.size(), threads, 4096, [&](std::size_t s, std::size_t e) {
+      for (std::size_t i = s; i < e; ++i) {
+        const std::uint32_t p = perm[i];
+        const std::uint32_t cb = pl.child[p], ce = pl.child[p + 1];
         const std::uint32_t q = prev[p];
         std::uint32_t lo = sl.child[q];
         const std::uint32_t hi = sl.child[q + 1];
