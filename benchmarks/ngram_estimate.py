@@ -27,8 +27,9 @@ path, order, threads = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 t0 = time.perf_counter()
 m = NgramModel.estimate(path, order, threads=threads)
 dt = time.perf_counter() - t0
-print(json.dumps({"seconds": dt, "counts": m.counts,
-                  "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+ru = resource.getrusage(resource.RUSAGE_SELF)
+print(json.dumps({"seconds": dt, "counts": m.counts, "cpu_seconds": ru.ru_utime + ru.ru_stime,
+                  "peak_rss_mb": ru.ru_maxrss / 1024}))
 """
 
 BASELINE = r"""
@@ -49,6 +50,10 @@ def main() -> None:
         sys.exit(f"corpus not found: {args.corpus}")
     base = json.loads(subprocess.run([sys.executable, "-c", BASELINE], check=True,
                                      capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    import os
+
+    print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "
+          "(the machine is shared; wall times grow with the load)")
     runs = []
     for _ in range(args.repeat):
         out = subprocess.run([sys.executable, "-c", CHILD, str(args.corpus), str(args.order),
@@ -59,7 +64,8 @@ def main() -> None:
     print(f"corpus: {args.corpus} order {args.order} threads {args.threads or 'all'}")
     print(f"n-grams per order: {best['counts']}")
     for i, r in enumerate(runs):
-        print(f"run {i + 1}: {r['seconds']:.2f} s, peak RSS {r['peak_rss_mb']:.0f} MB")
+        print(f"run {i + 1}: {r['seconds']:.2f} s wall, {r['cpu_seconds']:.2f} s CPU "
+              f"(process total), peak RSS {r['peak_rss_mb']:.0f} MB")
     print(f"aigc estimate (best of {len(runs)}): {best['seconds']:.2f} s, "
           f"peak RSS {best['peak_rss_mb']:.0f} MB (the interpreter + module alone: "
           f"{base['peak_rss_mb']:.0f} MB)")

@@ -481,7 +481,10 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
   for (int k = 1; k < order; ++k) {
     float* cnt = levels[k - 1].prob.data();
     std::vector<std::uint32_t> adj(levels[k - 1].size(), 0);
-    for (std::uint32_t x : sfx[k]) ++adj[x];
+    const std::vector<std::uint32_t>& sx = sfx[k];
+    parallel_for(sx.size(), threads, 1 << 16, [&](std::size_t s, std::size_t e) {
+      for (std::size_t i = s; i < e; ++i) __atomic_fetch_add(&adj[sx[i]], 1u, __ATOMIC_RELAXED);
+    });
     for (std::size_t i = 0; i < adj.size(); ++i)
       if (i < bos_begin[k - 1] || i >= bos_end[k - 1]) set_u32(cnt, i, adj[i]);
   }
@@ -597,16 +600,20 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
     });
     std::vector<std::uint32_t>().swap(sfx[k]);
     // Level k-1 is now final: to log10.
-    for (std::size_t i = 0; i < pl.size(); ++i) {
-      pl.prob[i] = std::min(0.0f, log10f(pl.prob[i]));
-      pl.backoff[i] = log10f(pl.backoff[i]);
-    }
+    parallel_for(pl.size(), threads, 1 << 16, [&](std::size_t s, std::size_t e) {
+      for (std::size_t i = s; i < e; ++i) {
+        pl.prob[i] = std::min(0.0f, log10f(pl.prob[i]));
+        pl.backoff[i] = log10f(pl.backoff[i]);
+      }
+    });
   }
   // The suffix of a level-k node is in level k-1, whose probabilities were
   // converted to log10 above only after level k was computed.
   {
     Level& top = levels[order - 1];
-    for (std::size_t i = 0; i < top.size(); ++i) top.prob[i] = std::min(0.0f, log10f(top.prob[i]));
+    parallel_for(top.size(), threads, 1 << 16, [&](std::size_t s, std::size_t e) {
+      for (std::size_t i = s; i < e; ++i) top.prob[i] = std::min(0.0f, log10f(top.prob[i]));
+    });
   }
 
   // 5. Remove pruned n-grams.
