@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -365,6 +366,7 @@ the context are <unk>, which KenLM scores as a unigram context.)doc");
       "top_k",
       [](PyNgram& s, const py::object& context, std::size_t k, bool bos, bool allow_unk) {
         std::vector<std::uint32_t> ids = to_ids(s, context);
+        k = std::min(k, s.model.vocab_size());
         std::vector<std::uint32_t> cand(k);
         std::vector<float> score(k);
         std::size_t n;
@@ -391,8 +393,8 @@ index of the children of each context by probability).)doc");
       "generate",
       [](PyNgram& s, const py::object& context, std::size_t max_tokens, float temperature, int top_k,
          float top_p, float min_p, float repetition_penalty, float presence_penalty,
-         float frequency_penalty, std::uint64_t seed, std::uint64_t stream, bool bos, bool stop_at_eos,
-         bool allow_unk) {
+         float frequency_penalty, std::uint64_t seed, std::uint64_t stream, std::uint64_t first_step,
+         bool bos, bool stop_at_eos, bool allow_unk) {
         std::vector<std::uint32_t> ids = to_ids(s, context);
         ngram::GenerateOptions o;
         o.max_tokens = max_tokens;
@@ -405,6 +407,7 @@ index of the children of each context by probability).)doc");
         o.params.frequency_penalty = frequency_penalty;
         o.seed = seed;
         o.stream = stream;
+        o.first_step = first_step;
         o.bos = bos;
         o.stop_at_eos = stop_at_eos;
         o.allow_unk = allow_unk;
@@ -421,13 +424,16 @@ index of the children of each context by probability).)doc");
       py::arg("top_k") = 0, py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f,
       py::arg("repetition_penalty") = 1.0f, py::arg("presence_penalty") = 0.0f,
       py::arg("frequency_penalty") = 0.0f, py::arg("seed") = 0, py::arg("stream") = 0,
-      py::arg("bos") = true, py::arg("stop_at_eos") = true, py::arg("allow_unk") = false,
+      py::arg("first_step") = 0, py::arg("bos") = true, py::arg("stop_at_eos") = true, py::arg("allow_unk") = false,
       R"doc(Generates up to max_tokens word ids (int32 array) after the context (ids or
 words). Stops at </s> (not returned) when stop_at_eos, else returns </s> and starts
 a new sentence. top_k in (0, vocab): samples from the exact top-k candidates
 (plus history tokens when a penalty is on); otherwise from the full distribution.
-temperature 0 = greedy. Deterministic for a given seed/stream. Sampling currently
-uses the n-gram core's fallback sampler with the aigc::sampling contract.)doc");
+temperature 0 = greedy. Token i is drawn with the counter key (seed, stream,
+first_step + i), so generate(ctx + out[:n], m, first_step=n) continues
+generate(ctx, n) exactly (for streaming in chunks). Sampling currently uses the
+n-gram core's fallback sampler (csrc/ngram/generate.hpp) with the
+aigc::sampling::sample_row contract; penalties apply to the candidate row.)doc");
 }
 
 }  // namespace aigc::bindings

@@ -269,7 +269,13 @@ std::vector<std::uint32_t> generate(const Model& model, const TopKIndex* index,
                               std::to_string(v) + " words");
   model.prepare();
   State state = o.bos ? model.begin_sentence_state() : model.null_state();
-  for (std::size_t i = 0; i < prompt_len; ++i) model.advance(state, prompt[i]);
+  for (std::size_t i = 0; i < prompt_len; ++i) {
+    // A </s> inside the prompt ends a sentence, as it does in the output.
+    if (prompt[i] == kEos)
+      state = model.begin_sentence_state();
+    else
+      model.advance(state, prompt[i]);
+  }
   const bool use_top_k = o.params.top_k > 0 && static_cast<std::size_t>(o.params.top_k) < v;
   if (use_top_k && !index) throw std::invalid_argument("top-k generation needs a TopKIndex");
   const bool penalties = o.params.repetition_penalty != 1.0f || o.params.presence_penalty != 0.0f ||
@@ -277,14 +283,14 @@ std::vector<std::uint32_t> generate(const Model& model, const TopKIndex* index,
   std::vector<std::int32_t> history;
   if (penalties) history.assign(prompt, prompt + prompt_len);
   std::vector<std::uint32_t> out;
-  out.reserve(o.max_tokens);
+  out.reserve(std::min<std::size_t>(o.max_tokens, 1 << 16));
   std::vector<std::uint32_t> cand;
   std::vector<float> row;
   std::vector<std::int32_t> local_hist;
   std::vector<char> scratch;
   for (std::size_t step = 0; step < o.max_tokens; ++step) {
     std::uint32_t token;
-    const sampling::DrawKey key{o.seed, o.stream, step};
+    const sampling::DrawKey key{o.seed, o.stream, o.first_step + step};
     if (use_top_k) {
       std::size_t want = static_cast<std::size_t>(o.params.top_k);
       std::vector<std::uint32_t> uniq;

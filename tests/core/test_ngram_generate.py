@@ -116,3 +116,14 @@ def test_full_distribution_sampling_without_top_k(model: NgramModel) -> None:
     out = model.generate(["First"], 10, seed=3)
     np.testing.assert_array_equal(out, model.generate(["First"], 10, seed=3))
     assert math.isfinite(model.score(" ".join(model.word(int(i)) for i in out)))
+
+
+def test_generation_in_chunks_continues_exactly(model: NgramModel) -> None:
+    ctx = [model.index("First")]
+    whole = model.generate(ctx, 60, top_k=40, seed=11, stop_at_eos=False)
+    assert NgramModel.eos_id in whole.tolist()  # crosses a sentence boundary
+    out: list[int] = []
+    while len(out) < 60:
+        more = model.generate(ctx + out, 7, top_k=40, seed=11, stop_at_eos=False, first_step=len(out))
+        out += [int(i) for i in more]
+    assert out[:60] == whole.tolist()
