@@ -298,6 +298,34 @@ threads: 0 = all cores.)doc");
       [](const PyNgram& s, const std::string& line) { return ngram::tokenize(line, s.model.mode()); },
       py::arg("line"), "The tokens of one line in this model's mode.");
   cls.def(
+      "detokenize",
+      [](const PyNgram& s, const py::handle& ids) {
+        std::vector<std::uint32_t> v = to_ids(s, ids);
+        const bool chars = s.model.mode() == ngram::TokenMode::kChar;
+        std::string out;
+        bool line_start = true;
+        for (std::uint32_t id : v) {
+          if (id == ngram::kBos) continue;
+          if (id == ngram::kEos) {
+            out.push_back('\n');
+            line_start = true;
+            continue;
+          }
+          std::string_view w = s.model.vocab().word(id);
+          if (chars) {
+            out.append(w == ngram::kSpaceToken ? std::string_view(" ") : w);
+          } else {
+            if (!line_start) out.push_back(' ');
+            out.append(w);
+          }
+          line_start = false;
+        }
+        return out;
+      },
+      py::arg("ids"),
+      "Text of word ids: words joined by spaces (word mode) or characters concatenated with "
+      "\u2581 as a space (char mode); <s> is dropped and </s> ends a line.");
+  cls.def(
       "ids",
       [](const PyNgram& s, const std::string& line) {
         std::vector<std::uint32_t> ids;

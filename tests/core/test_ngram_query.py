@@ -40,6 +40,8 @@ def test_vocabulary_access(model: NgramModel) -> None:
         model.word(-1)
     assert model.tokenize(" a\tb  c\r") == ["a", "b", "c"]
     np.testing.assert_array_equal(model.ids("First Citizen: xyzzy"), [model.index("First"), i, 0])
+    assert model.detokenize(model.ids("First  Citizen:\tyou")) == "First Citizen: you"
+    assert model.detokenize([1, i, 2, i]) == "Citizen:\nCitizen:"
 
 
 def test_score_is_the_sum_of_next_token_probabilities(model: NgramModel, test_lines: list[str]) -> None:
