@@ -259,9 +259,10 @@ threads: 0 = all cores.)doc");
                             "Number of words, including <unk>, <s> and </s>.");
   cls.def_property_readonly("mode", [](const PyNgram& s) { return std::string(ngram::token_mode_name(s.model.mode())); },
                             "Tokenisation mode, 'word' or 'char'.");
-  cls.def_property_readonly_static("unk_id", [](py::object) { return ngram::kUnk; });
-  cls.def_property_readonly_static("bos_id", [](py::object) { return ngram::kBos; });
-  cls.def_property_readonly_static("eos_id", [](py::object) { return ngram::kEos; });
+  // Fixed ids of the special words (class attributes).
+  cls.attr("unk_id") = ngram::kUnk;
+  cls.attr("bos_id") = ngram::kBos;
+  cls.attr("eos_id") = ngram::kEos;
   cls.def_property_readonly(
       "discounts",
       [](const PyNgram& s) -> py::object {
