@@ -165,11 +165,37 @@ double Model::score_text(std::string_view sentence, bool bos, bool eos) const {
   return total;
 }
 
+namespace {
+
+// Runs fn(begin, end) over blocks of [0, n) handed out dynamically to up to
+// `threads` threads, so that a thread the OS preempts (the machine may be
+// shared) does not hold back a large fixed share of the work.
+template <class Fn>
+void dynamic_for(std::size_t n, unsigned threads, std::size_t block, Fn&& fn) {
+  if (threads == 0) threads = default_thread_count();
+  std::size_t blocks = (n + block - 1) / block;
+  unsigned t = static_cast<unsigned>(std::min<std::size_t>(threads, blocks));
+  if (t <= 1) {
+    if (n) fn(std::size_t{0}, n);
+    return;
+  }
+  std::atomic<std::size_t> next{0};
+  parallel_for(t, t, 1, [&](std::size_t, std::size_t) {
+    for (;;) {
+      std::size_t b = next.fetch_add(block);
+      if (b >= n) break;
+      fn(b, std::min(n, b + block));
+    }
+  });
+}
+
+}  // namespace
+
 std::vector<double> Model::score_batch(const std::vector<std::string_view>& sentences, bool bos,
                                        bool eos, unsigned threads) const {
   prepare();
   std::vector<double> out(sentences.size());
-  parallel_for(sentences.size(), threads, 256, [&](std::size_t b, std::size_t e) {
+  dynamic_for(sentences.size(), threads, 256, [&](std::size_t b, std::size_t e) {
     for (std::size_t i = b; i < e; ++i) out[i] = score_text(sentences[i], bos, eos);
   });
   return out;
