@@ -100,7 +100,13 @@ class Model {
   }
 
   // Child of node `parent` of level `level` with `word`, or kNoWord.
-  std::uint32_t find_child(std::size_t level, std::uint32_t parent, std::uint32_t word) const;
+  std::uint32_t find_child(std::size_t level, std::uint32_t parent, std::uint32_t word) const {
+    const Level& lv = levels_[level];
+    return find_in_range(level, parent, lv.child[parent], lv.child[parent + 1], word);
+  }
+  // The same when the children range [lo, hi) of `parent` is known.
+  std::uint32_t find_in_range(std::size_t level, std::uint32_t parent, std::uint32_t lo,
+                              std::uint32_t hi, std::uint32_t word) const;
 
   State null_state() const { return State{}; }
   State begin_sentence_state() const;
