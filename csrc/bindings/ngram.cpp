@@ -345,8 +345,25 @@ threads: 0 = all cores.)doc");
       "as kenlm.Model.score.");
   cls.def(
       "score_batch",
-      [](const PyNgram& s, const std::vector<std::string>& sentences, bool bos, bool eos, unsigned threads) {
-        std::vector<std::string_view> views(sentences.begin(), sentences.end());
+      [](const PyNgram& s, const py::sequence& sentences, bool bos, bool eos, unsigned threads) {
+        // Views of the str objects' own UTF-8 buffers (no copies); `keep`
+        // holds a reference to each so they outlive the GIL-free scoring.
+        const std::size_t n = py::len(sentences);
+        std::vector<py::object> keep;
+        std::vector<std::string_view> views;
+        keep.reserve(n);
+        views.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          py::object item = sentences[i];
+          if (!PyUnicode_Check(item.ptr()))
+            throw std::invalid_argument("score_batch expects a sequence of str, item " + std::to_string(i) +
+                                        " is " + std::string(py::str(py::type::of(item).attr("__name__"))));
+          Py_ssize_t len = 0;
+          const char* data = PyUnicode_AsUTF8AndSize(item.ptr(), &len);
+          if (!data) throw py::error_already_set();
+          views.emplace_back(data, static_cast<std::size_t>(len));
+          keep.push_back(std::move(item));
+        }
         std::vector<double> out;
         {
           py::gil_scoped_release release;

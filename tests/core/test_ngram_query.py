@@ -102,3 +102,10 @@ def test_batch_scoring_matches_single_scores(model: NgramModel, test_lines: list
     st = model.perplexity(test_lines)
     assert st["log10_prob"] == pytest.approx(batch.sum(), abs=1e-6)
     assert st == model.perplexity(DATA / "ts_test.txt")
+
+
+def test_batch_input_errors(model: NgramModel) -> None:
+    with pytest.raises(ValueError, match="item 1 is int"):
+        model.score_batch(["a b", 3])
+    assert model.score_batch(("First Citizen:",))[0] == model.score("First Citizen:")
+    assert model.score_batch([]).shape == (0,)
