@@ -362,6 +362,7 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
       lv.prob[i] = m.levels_[n - 2].backoff[ctx] + m.score_word(s, ids[n - 1], s);
     }
   }
+  m.suffix_closed_ = m.compute_suffix_closed();
   return m;
 }
 

@@ -3,7 +3,7 @@
 //
 // Layout (all integers in the writer's byte order, checked by kEndianMark):
 //   char magic[8] = "AIGCNGRM"; u32 version; u32 endian_mark; u32 order;
-//   u32 mode; u64 vocab_size; u64 arena_bytes; u64 counts[order];
+//   u32 flags (bits 0-7: tokenisation mode; bit 8: suffix-closed); u64 vocab_size; u64 arena_bytes; u64 counts[order];
 //   u64 offsets[vocab_size + 1]; char arena[arena_bytes]; pad to 8;
 //   per level k: u32 word[c]; (k < order-1: u32 child[c+1]); f32 prob[c];
 //   (k < order-1: f32 backoff[c]); pad to 8.
@@ -22,6 +22,7 @@ namespace {
 
 constexpr char kMagic[8] = {'A', 'I', 'G', 'C', 'N', 'G', 'R', 'M'};
 constexpr std::uint32_t kEndianMark = 0x01020304u;
+constexpr std::uint32_t kFlagSuffixClosed = 1u << 8;
 
 std::size_t pad8(std::size_t n) { return (8 - n % 8) % 8; }
 
@@ -36,7 +37,8 @@ void Model::save_binary(const std::string& path) const {
   FileWriter out(path);
   const std::uint32_t order = static_cast<std::uint32_t>(levels_.size());
   out.write(kMagic, 8);
-  std::uint32_t h32[4] = {kBinaryVersion, kEndianMark, order, static_cast<std::uint32_t>(mode_)};
+  std::uint32_t flags = static_cast<std::uint32_t>(mode_) | (suffix_closed_ ? kFlagSuffixClosed : 0u);
+  std::uint32_t h32[4] = {kBinaryVersion, kEndianMark, order, flags};
   out.write(h32, sizeof h32);
   std::uint64_t h64[2] = {vocab_.size(), vocab_.arena().size()};
   out.write(h64, sizeof h64);
@@ -120,7 +122,8 @@ Model Model::load_binary(const std::string& path) {
   const std::uint32_t order = h32[2];
   if (order < 1 || order > static_cast<std::uint32_t>(kMaxOrder))
     fail("order " + std::to_string(order) + " out of range");
-  if (h32[3] > 1) fail("unknown tokenisation mode " + std::to_string(h32[3]));
+  if ((h32[3] & 0xFFu) > 1 || (h32[3] & ~(0xFFu | kFlagSuffixClosed)) != 0)
+    fail("unknown flags " + std::to_string(h32[3]));
   std::uint64_t h64[2];
   in.read(h64, sizeof h64);
   const std::uint64_t v = h64[0], arena = h64[1];
@@ -143,7 +146,8 @@ Model Model::load_binary(const std::string& path) {
     fail("size is " + std::to_string(size) + " bytes, the header implies " +
          std::to_string(expected) + (size < expected ? " (truncated file)" : ""));
   Model m;
-  m.mode_ = static_cast<TokenMode>(h32[3]);
+  m.mode_ = static_cast<TokenMode>(h32[3] & 0xFFu);
+  m.suffix_closed_ = (h32[3] & kFlagSuffixClosed) != 0;
   std::vector<std::uint64_t> offsets;
   in.read_vector(offsets, v + 1);
   if (offsets[0] != 0 || offsets[v] != arena) fail("bad vocabulary offsets");

@@ -650,6 +650,7 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
       // level is compacted; their child indices are remapped then.
     }
   }
+  model.set_suffix_closed(true);  // by construction (pruning keeps suffixes)
   if (info) {
     info->discounts.clear();
     for (const Discount& d : discounts) info->discounts.push_back({d.amount[0], d.amount[1], d.amount[2], d.amount[3]});

@@ -58,12 +58,14 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
     std::uint32_t ctx = 0;           // context node (level j-1)
     float bo = 0;
     bool has_head = false, head_explicit = false, exhausted = false;
+    std::uint32_t head_origin = 0;  // highest level where head_word is explicit (0: unigram list)
     std::uint32_t head_word = 0;
     float head_val = 0;
   };
   struct Merger {
     const TopKIndex& ix;
     bool allow_unk;
+    bool closed;
     Stream st[kMaxOrder + 1];
     std::size_t uni_pos = 0;
 
@@ -82,6 +84,7 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
         s.head_word = uo[uni_pos];
         s.head_val = levels[0].prob[s.head_word];
         s.head_explicit = false;
+        s.head_origin = 0;
         s.has_head = true;
         return true;
       }
@@ -91,7 +94,11 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
       const bool have_a = s.a < s.a_end;
       bool have_b = false;
       while (peek(j - 1)) {
-        if (!child_contains(ix.model_, j - 1, s.ctx, st[j - 1].head_word)) {
+        // In a suffix-closed model the children of this context are also
+        // children of the next shorter one, so only a word explicit there can
+        // be explicit here.
+        const bool maybe_child = !closed || st[j - 1].head_origin + 1 == j;
+        if (!maybe_child || !child_contains(ix.model_, j - 1, s.ctx, st[j - 1].head_word)) {
           have_b = true;
           break;
         }
@@ -109,10 +116,12 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
         s.head_word = wa;
         s.head_val = va;
         s.head_explicit = true;
+        s.head_origin = j;
       } else {
         s.head_word = wb;
         s.head_val = vb;
         s.head_explicit = false;
+        s.head_origin = st[j - 1].head_origin;
       }
       s.has_head = true;
       return true;
@@ -131,7 +140,7 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
     }
   };
   const auto& levels = model_.levels();
-  Merger m{*this, allow_unk, {}, 0};
+  Merger m{*this, allow_unk, model_.suffix_closed(), {}, 0};
   const std::uint32_t K = state.len;
   for (std::uint32_t j = 1; j <= K; ++j) {
     std::uint32_t c = state.node[j - 1];

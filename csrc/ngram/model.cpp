@@ -97,6 +97,29 @@ std::uint32_t Model::find_in_range(std::size_t level, std::uint32_t parent, std:
   return kNoWord;
 }
 
+bool Model::compute_suffix_closed() const {
+  // sfx(p w) = the child w of sfx(p), level by level.
+  std::vector<std::uint32_t> prev, cur;
+  for (std::size_t k = 1; k < levels_.size(); ++k) {
+    const Level& pl = levels_[k - 1];
+    const Level& lv = levels_[k];
+    cur.assign(lv.size(), 0);
+    for (std::uint32_t p = 0; p < pl.size(); ++p) {
+      for (std::uint32_t c = pl.child[p]; c < pl.child[p + 1]; ++c) {
+        if (k == 1) {
+          cur[c] = lv.word[c];
+        } else {
+          std::uint32_t f = find_child(k - 2, prev[p], lv.word[c]);
+          if (f == kNoWord) return false;
+          cur[c] = f;
+        }
+      }
+    }
+    prev.swap(cur);
+  }
+  return true;
+}
+
 State Model::begin_sentence_state() const {
   State s;
   if (order() > 1) {

@@ -73,6 +73,7 @@ class Model {
     vocab_ = std::move(o.vocab_);
     levels_ = std::move(o.levels_);
     mode_ = o.mode_;
+    suffix_closed_ = o.suffix_closed_;
     index_owner_ = std::move(o.index_owner_);
     index_.store(o.index_.load());
     o.index_.store(nullptr);
@@ -136,6 +137,14 @@ class Model {
   void save_binary(const std::string& path) const;
   static Model load_binary(const std::string& path);
 
+  // True when the suffix of every n-gram (its last n-1 words) is in the
+  // model too, as in every model lmplz or estimate() makes; exact top-k
+  // then skips most membership tests. ARPA files are checked on reading.
+  bool suffix_closed() const { return suffix_closed_; }
+  void set_suffix_closed(bool closed) { suffix_closed_ = closed; }
+  // Checks the property over the whole trie.
+  bool compute_suffix_closed() const;
+
   // Construction by the estimator and the readers.
   Vocabulary& mutable_vocab() { return vocab_; }
   std::vector<Level>& mutable_levels() { return levels_; }
@@ -144,6 +153,7 @@ class Model {
   Vocabulary vocab_;
   std::vector<Level> levels_;
   TokenMode mode_ = TokenMode::kWord;
+  bool suffix_closed_ = false;
   // Cache owned by the model (built by prepare()).
   mutable std::unique_ptr<ChildIndex> index_owner_;
   mutable std::atomic<const ChildIndex*> index_{nullptr};

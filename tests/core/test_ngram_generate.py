@@ -127,3 +127,31 @@ def test_generation_in_chunks_continues_exactly(model: NgramModel) -> None:
         more = model.generate(ctx + out, 7, top_k=40, seed=11, stop_at_eos=False, first_step=len(out))
         out += [int(i) for i in more]
     assert out[:60] == whole.tolist()
+
+
+def test_top_k_exact_on_a_model_without_suffix_closure(tmp_path: Path) -> None:
+    # "a c b" is a trigram although "c b" is not a bigram (possible in a
+    # pruned SRILM file): top-k must not rely on suffix closure there.
+    text = (
+        "\\data\\\nngram 1=6\nngram 2=4\nngram 3=2\n\n\\1-grams:\n-99\t<s>\t-0.3\n-1.0\t</s>\n"
+        "-0.6\ta\t-0.2\n-0.7\tb\t-0.1\n-0.9\tc\t-0.4\n-2.0\t<unk>\n\n\\2-grams:\n"
+        "-0.5\t<s> a\t-0.1\n-0.2\ta c\t-0.3\n-0.4\tc a\n-0.3\tb c\n\n\\3-grams:\n"
+        "-0.05\ta c b\n-0.6\t<s> a c\n\n\\end\\\n"
+    )
+    p = tmp_path / "open.arpa"
+    p.write_text(text, encoding="utf-8")
+    m = NgramModel.read_arpa(p)
+    for ctx in (["a", "c"], ["c"], ["a"], [], ["b", "c"], ["c", "a"]):
+        lp = m.next_logprobs(ctx)
+        for allow_unk in (False, True):
+            ids, scores = m.top_k(ctx, 10, allow_unk=allow_unk)
+            ref = lp.copy()
+            if not allow_unk:
+                ref[NgramModel.unk_id] = -np.inf
+            finite = np.sort(ref[np.isfinite(ref)])[::-1]
+            assert len(ids) == len(finite) and len(set(ids.tolist())) == len(ids)
+            np.testing.assert_allclose(scores, finite, atol=2e-6)
+            np.testing.assert_allclose(ref[ids], scores, atol=2e-6)
+    # After "a c", b is explicit with -0.05 (not backed off through "c b").
+    ids, scores = m.top_k(["a", "c"], 1, bos=False)
+    assert m.word(int(ids[0])) == "b" and scores[0] == pytest.approx(-0.05 * math.log(10), abs=1e-6)
