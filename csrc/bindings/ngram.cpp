@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -54,7 +55,7 @@ std::string existing_file(const py::handle& obj) {
   if (!py::module_::import("os").attr("path").attr("isfile")(path).cast<bool>()) {
     py::object err = py::module_::import("builtins").attr("FileNotFoundError")(
         2, "No such file", path);
-    PyErr_SetObject(err.get_type().ptr(), err.ptr());
+    PyErr_SetObject(PyExc_FileNotFoundError, err.ptr());
     throw py::error_already_set();
   }
   return path;
@@ -258,9 +259,10 @@ threads: 0 = all cores.)doc");
                             "Number of words, including <unk>, <s> and </s>.");
   cls.def_property_readonly("mode", [](const PyNgram& s) { return std::string(ngram::token_mode_name(s.model.mode())); },
                             "Tokenisation mode, 'word' or 'char'.");
-  cls.def_property_readonly_static("unk_id", [](py::object) { return ngram::kUnk; });
-  cls.def_property_readonly_static("bos_id", [](py::object) { return ngram::kBos; });
-  cls.def_property_readonly_static("eos_id", [](py::object) { return ngram::kEos; });
+  // Fixed ids of the special words (class attributes).
+  cls.attr("unk_id") = ngram::kUnk;
+  cls.attr("bos_id") = ngram::kBos;
+  cls.attr("eos_id") = ngram::kEos;
   cls.def_property_readonly(
       "discounts",
       [](const PyNgram& s) -> py::object {
@@ -297,6 +299,34 @@ threads: 0 = all cores.)doc");
       [](const PyNgram& s, const std::string& line) { return ngram::tokenize(line, s.model.mode()); },
       py::arg("line"), "The tokens of one line in this model's mode.");
   cls.def(
+      "detokenize",
+      [](const PyNgram& s, const py::handle& ids) {
+        std::vector<std::uint32_t> v = to_ids(s, ids);
+        const bool chars = s.model.mode() == ngram::TokenMode::kChar;
+        std::string out;
+        bool line_start = true;
+        for (std::uint32_t id : v) {
+          if (id == ngram::kBos) continue;
+          if (id == ngram::kEos) {
+            out.push_back('\n');
+            line_start = true;
+            continue;
+          }
+          std::string_view w = s.model.vocab().word(id);
+          if (chars) {
+            out.append(w == ngram::kSpaceToken ? std::string_view(" ") : w);
+          } else {
+            if (!line_start) out.push_back(' ');
+            out.append(w);
+          }
+          line_start = false;
+        }
+        return out;
+      },
+      py::arg("ids"),
+      "Text of word ids: words joined by spaces (word mode) or characters concatenated with "
+      "\u2581 as a space (char mode); <s> is dropped and </s> ends a line.");
+  cls.def(
       "ids",
       [](const PyNgram& s, const std::string& line) {
         std::vector<std::uint32_t> ids;
@@ -315,8 +345,25 @@ threads: 0 = all cores.)doc");
       "as kenlm.Model.score.");
   cls.def(
       "score_batch",
-      [](const PyNgram& s, const std::vector<std::string>& sentences, bool bos, bool eos, unsigned threads) {
-        std::vector<std::string_view> views(sentences.begin(), sentences.end());
+      [](const PyNgram& s, const py::sequence& sentences, bool bos, bool eos, unsigned threads) {
+        // Views of the str objects' own UTF-8 buffers (no copies); `keep`
+        // holds a reference to each so they outlive the GIL-free scoring.
+        const std::size_t n = py::len(sentences);
+        std::vector<py::object> keep;
+        std::vector<std::string_view> views;
+        keep.reserve(n);
+        views.reserve(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          py::object item = sentences[i];
+          if (!PyUnicode_Check(item.ptr()))
+            throw std::invalid_argument("score_batch expects a sequence of str, item " + std::to_string(i) +
+                                        " is " + std::string(py::str(py::type::of(item).attr("__name__"))));
+          Py_ssize_t len = 0;
+          const char* data = PyUnicode_AsUTF8AndSize(item.ptr(), &len);
+          if (!data) throw py::error_already_set();
+          views.emplace_back(data, static_cast<std::size_t>(len));
+          keep.push_back(std::move(item));
+        }
         std::vector<double> out;
         {
           py::gil_scoped_release release;
@@ -365,6 +412,7 @@ the context are <unk>, which KenLM scores as a unigram context.)doc");
       "top_k",
       [](PyNgram& s, const py::object& context, std::size_t k, bool bos, bool allow_unk) {
         std::vector<std::uint32_t> ids = to_ids(s, context);
+        k = std::min(k, s.model.vocab_size());
         std::vector<std::uint32_t> cand(k);
         std::vector<float> score(k);
         std::size_t n;
@@ -391,8 +439,8 @@ index of the children of each context by probability).)doc");
       "generate",
       [](PyNgram& s, const py::object& context, std::size_t max_tokens, float temperature, int top_k,
          float top_p, float min_p, float repetition_penalty, float presence_penalty,
-         float frequency_penalty, std::uint64_t seed, std::uint64_t stream, bool bos, bool stop_at_eos,
-         bool allow_unk) {
+         float frequency_penalty, std::uint64_t seed, std::uint64_t stream, std::uint64_t first_step,
+         bool bos, bool stop_at_eos, bool allow_unk) {
         std::vector<std::uint32_t> ids = to_ids(s, context);
         ngram::GenerateOptions o;
         o.max_tokens = max_tokens;
@@ -405,6 +453,7 @@ index of the children of each context by probability).)doc");
         o.params.frequency_penalty = frequency_penalty;
         o.seed = seed;
         o.stream = stream;
+        o.first_step = first_step;
         o.bos = bos;
         o.stop_at_eos = stop_at_eos;
         o.allow_unk = allow_unk;
@@ -421,13 +470,16 @@ index of the children of each context by probability).)doc");
       py::arg("top_k") = 0, py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f,
       py::arg("repetition_penalty") = 1.0f, py::arg("presence_penalty") = 0.0f,
       py::arg("frequency_penalty") = 0.0f, py::arg("seed") = 0, py::arg("stream") = 0,
-      py::arg("bos") = true, py::arg("stop_at_eos") = true, py::arg("allow_unk") = false,
+      py::arg("first_step") = 0, py::arg("bos") = true, py::arg("stop_at_eos") = true, py::arg("allow_unk") = false,
       R"doc(Generates up to max_tokens word ids (int32 array) after the context (ids or
 words). Stops at </s> (not returned) when stop_at_eos, else returns </s> and starts
 a new sentence. top_k in (0, vocab): samples from the exact top-k candidates
 (plus history tokens when a penalty is on); otherwise from the full distribution.
-temperature 0 = greedy. Deterministic for a given seed/stream. Sampling currently
-uses the n-gram core's fallback sampler with the aigc::sampling contract.)doc");
+temperature 0 = greedy. Token i is drawn with the counter key (seed, stream,
+first_step + i), so generate(ctx + out[:n], m, first_step=n) continues
+generate(ctx, n) exactly (for streaming in chunks). Sampling currently uses the
+n-gram core's fallback sampler (csrc/ngram/generate.hpp) with the
+aigc::sampling::sample_row contract; penalties apply to the candidate row.)doc");
 }
 
 }  // namespace aigc::bindings

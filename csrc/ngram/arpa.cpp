@@ -205,13 +205,15 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
     e.backoff.reserve(declared[n - 1]);
     std::uint32_t ids[kMaxOrder];
     for (std::uint64_t i = 0; i < declared[n - 1]; ++i) {
-      std::string what = std::to_string(n) + "-gram " + std::to_string(i + 1) + " of " +
-                         std::to_string(declared[n - 1]);
-      if (!in.next(line)) in.fail_eof(what);
+      auto what = [&] {
+        return std::to_string(n) + "-gram " + std::to_string(i + 1) + " of " +
+               std::to_string(declared[n - 1]);
+      };
+      if (!in.next(line)) in.fail_eof(what());
       std::size_t nf = split_fields(line, fields, n + 2);
       bool has_backoff = nf == n + 2;
       if (nf < n + 1 || nf > n + 2 || (has_backoff && n == order))
-        in.fail_found(what + " as 'log10prob<TAB>" + std::to_string(n) + " words" +
+        in.fail_found(what() + " as 'log10prob<TAB>" + std::to_string(n) + " words" +
                           (n < order ? "[<TAB>backoff]'" : "'"),
                       line);
       float prob, backoff = 0.0f;
@@ -231,7 +233,7 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
         } else {
           ids[k] = vocab.find(fields[k + 1]);
           if (ids[k] == kNoWord)
-            in.fail("word '" + excerpt(fields[k + 1]) + "' of " + what + " is not in the 1-grams");
+            in.fail("word '" + excerpt(fields[k + 1]) + "' of " + what() + " is not in the 1-grams");
         }
       }
       e.ids.insert(e.ids.end(), ids, ids + n);
@@ -360,6 +362,7 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
       lv.prob[i] = m.levels_[n - 2].backoff[ctx] + m.score_word(s, ids[n - 1], s);
     }
   }
+  m.suffix_closed_ = m.compute_suffix_closed();
   return m;
 }
 

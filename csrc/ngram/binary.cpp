@@ -3,10 +3,13 @@
 //
 // Layout (all integers in the writer's byte order, checked by kEndianMark):
 //   char magic[8] = "AIGCNGRM"; u32 version; u32 endian_mark; u32 order;
-//   u32 mode; u64 vocab_size; u64 arena_bytes; u64 counts[order];
+//   u32 flags (bits 0-7: tokenisation mode; bit 8: suffix-closed); u64 vocab_size; u64 arena_bytes; u64 counts[order];
 //   u64 offsets[vocab_size + 1]; char arena[arena_bytes]; pad to 8;
 //   per level k: u32 word[c]; (k < order-1: u32 child[c+1]); f32 prob[c];
 //   (k < order-1: f32 backoff[c]); pad to 8.
+// Loading reads each array straight into place (one pass, no copy).
+#include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 #include "core_error.hpp"
@@ -19,6 +22,7 @@ namespace {
 
 constexpr char kMagic[8] = {'A', 'I', 'G', 'C', 'N', 'G', 'R', 'M'};
 constexpr std::uint32_t kEndianMark = 0x01020304u;
+constexpr std::uint32_t kFlagSuffixClosed = 1u << 8;
 
 std::size_t pad8(std::size_t n) { return (8 - n % 8) % 8; }
 
@@ -33,7 +37,8 @@ void Model::save_binary(const std::string& path) const {
   FileWriter out(path);
   const std::uint32_t order = static_cast<std::uint32_t>(levels_.size());
   out.write(kMagic, 8);
-  std::uint32_t h32[4] = {kBinaryVersion, kEndianMark, order, static_cast<std::uint32_t>(mode_)};
+  std::uint32_t flags = static_cast<std::uint32_t>(mode_) | (suffix_closed_ ? kFlagSuffixClosed : 0u);
+  std::uint32_t h32[4] = {kBinaryVersion, kEndianMark, order, flags};
   out.write(h32, sizeof h32);
   std::uint64_t h64[2] = {vocab_.size(), vocab_.arena().size()};
   out.write(h64, sizeof h64);
@@ -57,16 +62,56 @@ void Model::save_binary(const std::string& path) const {
   out.close();
 }
 
+namespace {
+
+class Reader {
+ public:
+  explicit Reader(const std::string& path) : path_(path) {
+    file_ = std::fopen(path.c_str(), "rb");
+    if (!file_) throw CoreError("cannot open '" + path + "': " + std::strerror(errno));
+    if (std::fseek(file_, 0, SEEK_END) != 0) throw CoreError("cannot seek in '" + path + "'");
+    size_ = static_cast<std::uint64_t>(std::ftell(file_));
+    std::fseek(file_, 0, SEEK_SET);
+  }
+  ~Reader() { std::fclose(file_); }
+  Reader(const Reader&) = delete;
+  Reader& operator=(const Reader&) = delete;
+  std::uint64_t size() const { return size_; }
+  void read(void* out, std::size_t n) {
+    if (n && std::fread(out, 1, n, file_) != n)
+      throw FormatError("'" + path_ + "': read error or unexpected end of file");
+  }
+  template <class T>
+  void read_vector(std::vector<T>& v, std::uint64_t n) {
+    v.resize(n);
+    read(v.data(), n * sizeof(T));
+  }
+  void skip(std::size_t n) {
+    char pad[8];
+    read(pad, n);
+  }
+
+ private:
+  std::string path_;
+  std::FILE* file_ = nullptr;
+  std::uint64_t size_ = 0;
+};
+
+}  // namespace
+
 Model Model::load_binary(const std::string& path) {
-  std::string data = read_file(path);
+  Reader in(path);
   auto fail = [&](const std::string& what) -> void {
     throw FormatError("'" + path + "' is not a readable n-gram binary model: " + what);
   };
-  const std::size_t size = data.size();
-  if (size < 40 || std::memcmp(data.data(), kMagic, 8) != 0)
+  const std::uint64_t size = in.size();
+  char magic[8] = {};
+  if (size < 40) fail("missing the AIGCNGRM magic (" + std::to_string(size) + " bytes)");
+  in.read(magic, 8);
+  if (std::memcmp(magic, kMagic, 8) != 0)
     fail("missing the AIGCNGRM magic (" + std::to_string(size) + " bytes)");
   std::uint32_t h32[4];
-  std::memcpy(h32, data.data() + 8, sizeof h32);
+  in.read(h32, sizeof h32);
   if (h32[1] != kEndianMark) {
     if (h32[1] == 0x04030201u) fail("it was written on a machine of the other byte order");
     fail("bad byte-order mark");
@@ -77,16 +122,17 @@ Model Model::load_binary(const std::string& path) {
   const std::uint32_t order = h32[2];
   if (order < 1 || order > static_cast<std::uint32_t>(kMaxOrder))
     fail("order " + std::to_string(order) + " out of range");
-  if (h32[3] > 1) fail("unknown tokenisation mode " + std::to_string(h32[3]));
+  if ((h32[3] & 0xFFu) > 1 || (h32[3] & ~(0xFFu | kFlagSuffixClosed)) != 0)
+    fail("unknown flags " + std::to_string(h32[3]));
   std::uint64_t h64[2];
-  std::memcpy(h64, data.data() + 24, sizeof h64);
+  in.read(h64, sizeof h64);
   const std::uint64_t v = h64[0], arena = h64[1];
-  std::size_t pos = 40;
+  std::uint64_t pos = 40;
   if (size < pos + order * 8) fail("truncated header (" + std::to_string(size) + " bytes)");
   std::vector<std::uint64_t> counts(order);
-  std::memcpy(counts.data(), data.data() + pos, order * 8);
+  in.read(counts.data(), order * 8);
   pos += order * 8;
-  // Expected total size, computed with overflow-safe checks.
+  // Expected total size, with overflow-safe bounds.
   const std::uint64_t kLimit = 1ull << 40;
   if (v < 3 || v > kLimit || arena > kLimit || counts[0] != v) fail("inconsistent vocabulary size");
   std::uint64_t expected = pos + (v + 1) * 8 + arena + pad8(arena);
@@ -100,35 +146,30 @@ Model Model::load_binary(const std::string& path) {
     fail("size is " + std::to_string(size) + " bytes, the header implies " +
          std::to_string(expected) + (size < expected ? " (truncated file)" : ""));
   Model m;
-  m.mode_ = static_cast<TokenMode>(h32[3]);
-  std::vector<std::uint64_t> offsets(v + 1);
-  std::memcpy(offsets.data(), data.data() + pos, (v + 1) * 8);
-  pos += (v + 1) * 8;
+  m.mode_ = static_cast<TokenMode>(h32[3] & 0xFFu);
+  m.suffix_closed_ = (h32[3] & kFlagSuffixClosed) != 0;
+  std::vector<std::uint64_t> offsets;
+  in.read_vector(offsets, v + 1);
   if (offsets[0] != 0 || offsets[v] != arena) fail("bad vocabulary offsets");
   for (std::uint64_t i = 0; i < v; ++i)
     if (offsets[i + 1] < offsets[i]) fail("bad vocabulary offsets");
-  std::string words(data.data() + pos, arena);
-  pos += arena + pad8(arena);
+  std::string words(arena, '\0');
+  in.read(words.data(), arena);
+  in.skip(pad8(arena));
   if (!m.vocab_.assign(std::move(words), std::move(offsets))) fail("duplicate vocabulary word");
   if (m.vocab_.word(kUnk) != kUnkWord || m.vocab_.word(kBos) != kBosWord ||
       m.vocab_.word(kEos) != kEosWord)
     fail("the first words are not <unk> <s> </s>");
-  auto take = [&](auto& vec, std::uint64_t n) {
-    using T = typename std::decay_t<decltype(vec)>::value_type;
-    vec.resize(n);
-    std::memcpy(vec.data(), data.data() + pos, n * sizeof(T));
-    pos += n * sizeof(T);
-  };
   m.levels_.resize(order);
   for (std::uint32_t k = 0; k < order; ++k) {
     Level& l = m.levels_[k];
     std::uint64_t c = counts[k];
-    take(l.word, c);
-    if (k + 1 < order) take(l.child, c + 1);
-    take(l.prob, c);
-    if (k + 1 < order) take(l.backoff, c);
+    in.read_vector(l.word, c);
+    if (k + 1 < order) in.read_vector(l.child, c + 1);
+    in.read_vector(l.prob, c);
+    if (k + 1 < order) in.read_vector(l.backoff, c);
     std::uint64_t bytes = c * 8 + (k + 1 < order ? (c + 1) * 4 + c * 4 : 0);
-    pos += pad8(bytes);
+    in.skip(pad8(bytes));
     for (std::uint32_t w : l.word)
       if (w >= v) fail("word id out of range at order " + std::to_string(k + 1));
     if (k + 1 < order) {

@@ -111,14 +111,15 @@ struct Key {
   }
 };
 
-// The trie under construction: per level word, parent, terminal count.
+// The trie under construction: per level word, first child (levels below
+// the top; kSentinel until a child is seen), terminal count.
 struct Build {
   int order = 0;
-  std::vector<std::vector<std::uint32_t>> word, parent, count;
+  std::vector<std::vector<std::uint32_t>> word, child, count;
 };
 
 template <int K>
-void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsigned threads,
+void build_trie_k(std::vector<Chunk>& chunks, std::size_t vocab_size, unsigned threads,
                   Build& b) {
   const int n = K + 1;
   const std::size_t v = vocab_size;
@@ -169,6 +170,7 @@ void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsi
       }
     }
     std::vector<std::uint32_t>().swap(off);
+    std::vector<std::uint32_t>().swap(chunks[c].ids);  // the windows hold it all now
   });
   // Split buckets into thread ranges of about equal size.
   std::vector<std::size_t> range(threads + 1, v);
@@ -204,7 +206,8 @@ void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsi
           std::uint64_t idx = next[j + 1]++;
           if (emit) {
             b.word[j + 1][idx] = k->w[j];
-            b.parent[j + 1][idx] = static_cast<std::uint32_t>(last[j]);
+            std::uint32_t& first = b.child[j][last[j]];
+            if (first == kSentinel) first = static_cast<std::uint32_t>(idx);
             b.count[j + 1][idx] = 0;
           }
           last[j + 1] = idx;
@@ -217,7 +220,7 @@ void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsi
   };
   run_threads(threads, [&](unsigned t) { walk(t, false, nullptr); });
   b.word.assign(n, {});
-  b.parent.assign(n, {});
+  b.child.assign(n, {});
   b.count.assign(n, {});
   std::vector<std::vector<std::uint64_t>> base(threads, std::vector<std::uint64_t>(n, 0));
   for (int j = 1; j < n; ++j) {
@@ -228,16 +231,23 @@ void build_trie_k(const std::vector<Chunk>& chunks, std::size_t vocab_size, unsi
     }
     if (total >= kSentinel) throw CoreError("too many distinct n-grams for this build (4G limit)");
     b.word[j].resize(total);
-    b.parent[j].resize(total);
     b.count[j].resize(total);
   }
   b.word[0].resize(v);
   for (std::size_t w = 0; w < v; ++w) b.word[0][w] = static_cast<std::uint32_t>(w);
   b.count[0].assign(v, 0);
+  for (int j = 0; j + 1 < n; ++j) b.child[j].assign(b.word[j].size() + 1, kSentinel);
   run_threads(threads, [&](unsigned t) { walk(t, true, &base[t]); });
+  // Childless nodes: their (empty) range starts where the next one's does.
+  for (int j = 0; j + 1 < n; ++j) {
+    std::vector<std::uint32_t>& child = b.child[j];
+    child.back() = static_cast<std::uint32_t>(b.word[j + 1].size());
+    for (std::size_t i = child.size() - 1; i-- > 0;)
+      if (child[i] == kSentinel) child[i] = child[i + 1];
+  }
 }
 
-void build_trie(const std::vector<Chunk>& chunks, std::size_t vocab_size, int order,
+void build_trie(std::vector<Chunk>& chunks, std::size_t vocab_size, int order,
                 unsigned threads, Build& b) {
   b.order = order;
   switch (order) {
@@ -251,7 +261,7 @@ void build_trie(const std::vector<Chunk>& chunks, std::size_t vocab_size, int or
     default: {
       // Order 1: only unigram counts.
       b.word.assign(1, {});
-      b.parent.assign(1, {});
+      b.child.assign(1, {});
       b.count.assign(1, std::vector<std::uint32_t>(vocab_size, 0));
       b.word[0].resize(vocab_size);
       for (std::size_t w = 0; w < vocab_size; ++w) b.word[0][w] = static_cast<std::uint32_t>(w);
@@ -365,13 +375,7 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
   levels.resize(order);
   for (int k = 0; k < order; ++k) {
     levels[k].word = std::move(b.word[k]);
-    if (k + 1 < order) {
-      std::vector<std::uint32_t>& child = levels[k].child;
-      child.assign(levels[k].size() + 1, 0);
-      for (std::uint32_t p : b.parent[k + 1]) ++child[p + 1];
-      for (std::size_t i = 1; i < child.size(); ++i) child[i] += child[i - 1];
-      std::vector<std::uint32_t>().swap(b.parent[k + 1]);
-    }
+    if (k + 1 < order) levels[k].child = std::move(b.child[k]);
   }
   // Counts live in the prob arrays (same size) until they become probabilities.
   for (int k = 0; k < order; ++k) {
@@ -427,10 +431,26 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
     const Level& sl = levels[k - 2];  // the level of sfx(p)
     const std::uint32_t* targets = lv.word.data();
     const std::uint32_t* words = pl.word.data();  // the children of sfx(p) are in level k-1
-    parallel_for(pl.size(), threads, 4096, [&](std::size_t s, std::size_t e) {
-      for (std::size_t p = s; p < e; ++p) {
-        std::uint32_t cb = pl.child[p], ce = pl.child[p + 1];
-        if (cb == ce) continue;
+    // Visit the parents grouped by their suffix, so that the children of
+    // each suffix stay in cache while all its left extensions are searched.
+    std::vector<std::uint32_t> perm;
+    {
+      std::vector<std::uint32_t> start(sl.size() + 1, 0);
+      std::size_t with_children = 0;
+      for (std::size_t p = 0; p < pl.size(); ++p)
+        if (pl.child[p] != pl.child[p + 1]) {
+          ++start[prev[p] + 1];
+          ++with_children;
+        }
+      for (std::size_t i = 1; i < start.size(); ++i) start[i] += start[i - 1];
+      perm.resize(with_children);
+      for (std::uint32_t p = 0; p < pl.size(); ++p)
+        if (pl.child[p] != pl.child[p + 1]) perm[start[prev[p]]++] = p;
+    }
+    parallel_for(perm.size(), threads, 4096, [&](std::size_t s, std::size_t e) {
+      for (std::size_t i = s; i < e; ++i) {
+        const std::uint32_t p = perm[i];
+        const std::uint32_t cb = pl.child[p], ce = pl.child[p + 1];
         const std::uint32_t q = prev[p];
         std::uint32_t lo = sl.child[q];
         const std::uint32_t hi = sl.child[q + 1];
@@ -461,7 +481,10 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
   for (int k = 1; k < order; ++k) {
     float* cnt = levels[k - 1].prob.data();
     std::vector<std::uint32_t> adj(levels[k - 1].size(), 0);
-    for (std::uint32_t x : sfx[k]) ++adj[x];
+    const std::vector<std::uint32_t>& sx = sfx[k];
+    parallel_for(sx.size(), threads, 1 << 16, [&](std::size_t s, std::size_t e) {
+      for (std::size_t i = s; i < e; ++i) __atomic_fetch_add(&adj[sx[i]], 1u, __ATOMIC_RELAXED);
+    });
     for (std::size_t i = 0; i < adj.size(); ++i)
       if (i < bos_begin[k - 1] || i >= bos_end[k - 1]) set_u32(cnt, i, adj[i]);
   }
@@ -577,16 +600,20 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
     });
     std::vector<std::uint32_t>().swap(sfx[k]);
     // Level k-1 is now final: to log10.
-    for (std::size_t i = 0; i < pl.size(); ++i) {
-      pl.prob[i] = std::min(0.0f, log10f(pl.prob[i]));
-      pl.backoff[i] = log10f(pl.backoff[i]);
-    }
+    parallel_for(pl.size(), threads, 1 << 16, [&](std::size_t s, std::size_t e) {
+      for (std::size_t i = s; i < e; ++i) {
+        pl.prob[i] = std::min(0.0f, log10f(pl.prob[i]));
+        pl.backoff[i] = log10f(pl.backoff[i]);
+      }
+    });
   }
   // The suffix of a level-k node is in level k-1, whose probabilities were
   // converted to log10 above only after level k was computed.
   {
     Level& top = levels[order - 1];
-    for (std::size_t i = 0; i < top.size(); ++i) top.prob[i] = std::min(0.0f, log10f(top.prob[i]));
+    parallel_for(top.size(), threads, 1 << 16, [&](std::size_t s, std::size_t e) {
+      for (std::size_t i = s; i < e; ++i) top.prob[i] = std::min(0.0f, log10f(top.prob[i]));
+    });
   }
 
   // 5. Remove pruned n-grams.
@@ -623,6 +650,7 @@ Model estimate_impl(std::string_view text, std::string* owned, const EstimateOpt
       // level is compacted; their child indices are remapped then.
     }
   }
+  model.set_suffix_closed(true);  // by construction (pruning keeps suffixes)
   if (info) {
     info->discounts.clear();
     for (const Discount& d : discounts) info->discounts.push_back({d.amount[0], d.amount[1], d.amount[2], d.amount[3]});

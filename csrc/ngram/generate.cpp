@@ -21,6 +21,7 @@ bool child_contains(const Model& m, std::size_t level, std::uint32_t parent, std
 }  // namespace
 
 TopKIndex::TopKIndex(const Model& model, unsigned threads) : model_(model) {
+  model.prepare();
   const auto& levels = model.levels();
   const std::size_t v = model.vocab_size();
   const float* up = levels[0].prob.data();
@@ -57,12 +58,14 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
     std::uint32_t ctx = 0;           // context node (level j-1)
     float bo = 0;
     bool has_head = false, head_explicit = false, exhausted = false;
+    std::uint32_t head_origin = 0;  // highest level where head_word is explicit (0: unigram list)
     std::uint32_t head_word = 0;
     float head_val = 0;
   };
   struct Merger {
     const TopKIndex& ix;
     bool allow_unk;
+    bool closed;
     Stream st[kMaxOrder + 1];
     std::size_t uni_pos = 0;
 
@@ -81,6 +84,7 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
         s.head_word = uo[uni_pos];
         s.head_val = levels[0].prob[s.head_word];
         s.head_explicit = false;
+        s.head_origin = 0;
         s.has_head = true;
         return true;
       }
@@ -90,7 +94,11 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
       const bool have_a = s.a < s.a_end;
       bool have_b = false;
       while (peek(j - 1)) {
-        if (!child_contains(ix.model_, j - 1, s.ctx, st[j - 1].head_word)) {
+        // In a suffix-closed model the children of this context are also
+        // children of the next shorter one, so only a word explicit there can
+        // be explicit here.
+        const bool maybe_child = !closed || st[j - 1].head_origin + 1 == j;
+        if (!maybe_child || !child_contains(ix.model_, j - 1, s.ctx, st[j - 1].head_word)) {
           have_b = true;
           break;
         }
@@ -108,10 +116,12 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
         s.head_word = wa;
         s.head_val = va;
         s.head_explicit = true;
+        s.head_origin = j;
       } else {
         s.head_word = wb;
         s.head_val = vb;
         s.head_explicit = false;
+        s.head_origin = st[j - 1].head_origin;
       }
       s.has_head = true;
       return true;
@@ -130,7 +140,7 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
     }
   };
   const auto& levels = model_.levels();
-  Merger m{*this, allow_unk, {}, 0};
+  Merger m{*this, allow_unk, model_.suffix_closed(), {}, 0};
   const std::uint32_t K = state.len;
   for (std::uint32_t j = 1; j <= K; ++j) {
     std::uint32_t c = state.node[j - 1];
@@ -266,8 +276,15 @@ std::vector<std::uint32_t> generate(const Model& model, const TopKIndex* index,
       throw std::out_of_range("prompt id " + std::to_string(prompt[i]) + " at position " +
                               std::to_string(i) + " is outside the vocabulary of " +
                               std::to_string(v) + " words");
+  model.prepare();
   State state = o.bos ? model.begin_sentence_state() : model.null_state();
-  for (std::size_t i = 0; i < prompt_len; ++i) model.advance(state, prompt[i]);
+  for (std::size_t i = 0; i < prompt_len; ++i) {
+    // A </s> inside the prompt ends a sentence, as it does in the output.
+    if (prompt[i] == kEos)
+      state = model.begin_sentence_state();
+    else
+      model.advance(state, prompt[i]);
+  }
   const bool use_top_k = o.params.top_k > 0 && static_cast<std::size_t>(o.params.top_k) < v;
   if (use_top_k && !index) throw std::invalid_argument("top-k generation needs a TopKIndex");
   const bool penalties = o.params.repetition_penalty != 1.0f || o.params.presence_penalty != 0.0f ||
@@ -275,14 +292,14 @@ std::vector<std::uint32_t> generate(const Model& model, const TopKIndex* index,
   std::vector<std::int32_t> history;
   if (penalties) history.assign(prompt, prompt + prompt_len);
   std::vector<std::uint32_t> out;
-  out.reserve(o.max_tokens);
+  out.reserve(std::min<std::size_t>(o.max_tokens, 1 << 16));
   std::vector<std::uint32_t> cand;
   std::vector<float> row;
   std::vector<std::int32_t> local_hist;
   std::vector<char> scratch;
   for (std::size_t step = 0; step < o.max_tokens; ++step) {
     std::uint32_t token;
-    const sampling::DrawKey key{o.seed, o.stream, step};
+    const sampling::DrawKey key{o.seed, o.stream, o.first_step + step};
     if (use_top_k) {
       std::size_t want = static_cast<std::size_t>(o.params.top_k);
       std::vector<std::uint32_t> uniq;

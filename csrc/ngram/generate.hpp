@@ -55,6 +55,10 @@ struct GenerateOptions {
   sampling::SamplingParams params;
   std::uint64_t seed = 0;
   std::uint64_t stream = 0;
+  // The draw of generated token i uses DrawKey{seed, stream, first_step + i}:
+  // generating in chunks (prompt + tokens so far, first_step = their count)
+  // gives the same tokens as one call.
+  std::uint64_t first_step = 0;
   bool bos = true;          // the context starts with <s>
   bool stop_at_eos = true;  // stop at </s> (not returned); else </s> is returned and a new sentence begins
   bool allow_unk = false;   // may <unk> be generated
@@ -62,7 +66,7 @@ struct GenerateOptions {
   ScratchBytes scratch_bytes = &fallback_scratch_bytes;
 };
 
-// Generates after the prompt ids. With params.top_k in (0, vocab) the row is
+// Generates after the prompt ids (a </s> in the prompt starts a new sentence). With params.top_k in (0, vocab) the row is
 // the exact top-k candidates (plus, when a penalty is on, the top-(k+|H|)
 // and the history tokens H, so penalties see every token that could enter
 // the top k); otherwise the full distribution. `index` is needed for top-k.

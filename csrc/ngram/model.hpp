@@ -7,8 +7,11 @@
 // level k+1, sorted by word: the (k+2)-grams that extend the (k+1)-gram i by
 // one word on the right. prob and backoff are log10 (backoff is absent at the
 // highest level).
+#include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <memory>
+#include <mutex>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -52,13 +55,36 @@ struct PerplexityStats {
 
 void check_order(long order);
 
+// Hash tables over the children of nodes with many children (the binary
+// search there costs several cache misses); built lazily by Model::prepare().
+struct ChildIndex {
+  // Per level: (word << 32 | child index + 1), 0 = empty. The child index
+  // lies in exactly one parent's range, so (word, index) identifies it.
+  std::vector<std::vector<std::uint64_t>> slots;
+};
+
 class Model {
  public:
-  Model() = default;
+  Model() : prepare_once_(std::make_unique<std::once_flag>()) {}
   Model(const Model&) = delete;
   Model& operator=(const Model&) = delete;
-  Model(Model&&) = default;
-  Model& operator=(Model&&) = default;
+  Model(Model&& o) noexcept { *this = std::move(o); }
+  Model& operator=(Model&& o) noexcept {
+    vocab_ = std::move(o.vocab_);
+    levels_ = std::move(o.levels_);
+    mode_ = o.mode_;
+    suffix_closed_ = o.suffix_closed_;
+    index_owner_ = std::move(o.index_owner_);
+    index_.store(o.index_.load());
+    o.index_.store(nullptr);
+    prepare_once_ = std::move(o.prepare_once_);
+    o.prepare_once_ = std::make_unique<std::once_flag>();
+    return *this;
+  }
+
+  // Builds the lookup index for fast queries (once; thread-safe). Queries
+  // are correct without it, only slower.
+  void prepare() const;
 
   int order() const { return static_cast<int>(levels_.size()); }
   std::size_t vocab_size() const { return vocab_.size(); }
@@ -75,7 +101,13 @@ class Model {
   }
 
   // Child of node `parent` of level `level` with `word`, or kNoWord.
-  std::uint32_t find_child(std::size_t level, std::uint32_t parent, std::uint32_t word) const;
+  std::uint32_t find_child(std::size_t level, std::uint32_t parent, std::uint32_t word) const {
+    const Level& lv = levels_[level];
+    return find_in_range(level, parent, lv.child[parent], lv.child[parent + 1], word);
+  }
+  // The same when the children range [lo, hi) of `parent` is known.
+  std::uint32_t find_in_range(std::size_t level, std::uint32_t parent, std::uint32_t lo,
+                              std::uint32_t hi, std::uint32_t word) const;
 
   State null_state() const { return State{}; }
   State begin_sentence_state() const;
@@ -105,6 +137,14 @@ class Model {
   void save_binary(const std::string& path) const;
   static Model load_binary(const std::string& path);
 
+  // True when the suffix of every n-gram (its last n-1 words) is in the
+  // model too, as in every model lmplz or estimate() makes; exact top-k
+  // then skips most membership tests. ARPA files are checked on reading.
+  bool suffix_closed() const { return suffix_closed_; }
+  void set_suffix_closed(bool closed) { suffix_closed_ = closed; }
+  // Checks the property over the whole trie.
+  bool compute_suffix_closed() const;
+
   // Construction by the estimator and the readers.
   Vocabulary& mutable_vocab() { return vocab_; }
   std::vector<Level>& mutable_levels() { return levels_; }
@@ -113,7 +153,15 @@ class Model {
   Vocabulary vocab_;
   std::vector<Level> levels_;
   TokenMode mode_ = TokenMode::kWord;
+  bool suffix_closed_ = false;
+  // Cache owned by the model (built by prepare()).
+  mutable std::unique_ptr<ChildIndex> index_owner_;
+  mutable std::atomic<const ChildIndex*> index_{nullptr};
+  mutable std::unique_ptr<std::once_flag> prepare_once_;
 };
+
+// Children ranges up to this size are scanned instead of hashed.
+constexpr std::uint32_t kLinearChildren = 16;
 
 // Binary format version written by save_binary.
 constexpr std::uint32_t kBinaryVersion = 1;

@@ -59,8 +59,8 @@ void Vocabulary::reserve(std::size_t words, std::size_t bytes) {
 
 void Vocabulary::grow() { reserve(slots_.size(), arena_.size()); }
 
-std::uint32_t Vocabulary::find(std::string_view word) const {
-  const std::uint32_t h = static_cast<std::uint32_t>(hash_bytes(word));
+std::uint32_t Vocabulary::find_hashed(std::string_view word, std::uint64_t hash) const {
+  const std::uint32_t h = static_cast<std::uint32_t>(hash);
   const std::size_t mask = slots_.size() - 1;
   for (std::size_t i = h & mask;; i = (i + 1) & mask) {
     std::uint64_t e = slots_[i];

@@ -33,7 +33,8 @@ class Vocabulary {
     __builtin_prefetch(slots_.data() + (static_cast<std::uint32_t>(hash) & (slots_.size() - 1)));
   }
   // The id of `word`, or kNoWord.
-  std::uint32_t find(std::string_view word) const;
+  std::uint32_t find(std::string_view word) const { return find_hashed(word, hash_bytes(word)); }
+  std::uint32_t find_hashed(std::string_view word, std::uint64_t hash) const;
   std::string_view word(std::uint32_t id) const {
     return std::string_view(arena_.data() + offsets_[id], offsets_[id + 1] - offsets_[id]);
   }

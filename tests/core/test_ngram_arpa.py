@@ -201,3 +201,18 @@ def test_binary_errors(small: NgramModel, tmp_path: Path) -> None:
         NgramModel.load_binary(arpa)
     with pytest.raises(FileNotFoundError):
         NgramModel.load_binary(tmp_path / "missing.bin")
+
+
+def test_minus_inf_and_missing_backoffs(tmp_path: Path) -> None:
+    text = (
+        "\\data\\\nngram 1=4\nngram 2=1\n\n\\1-grams:\n-inf\t<s>\t-0.5\n-0.5\t</s>\n-0.3\ta\n"
+        "-inf\tb\n\n\\2-grams:\n-0.1\t<s> a\n\n\\end\\\n"
+    )
+    p = tmp_path / "inf.arpa"
+    p.write_text(text, encoding="utf-8")
+    m = NgramModel.read_arpa(p)
+    assert m.score("a") == pytest.approx(-0.1 + -0.5, abs=1e-6)  # a's backoff is 0
+    assert m.score("b") == float("-inf")
+    m.write_arpa(tmp_path / "out.arpa")
+    out = (tmp_path / "out.arpa").read_text(encoding="utf-8")
+    assert "-inf\tb\t0\n" in out and "-inf\t<s>\t-0.5\n" in out

@@ -205,6 +205,7 @@ def test_char_mode_on_chinese(tmp_path: Path) -> None:
     # 北 is always followed by 京.
     ids, logp = model.top_k(["北"], 1)
     assert model.word(int(ids[0])) == "京" and logp[0] > math.log(0.5)
+    assert model.detokenize([model.index(c) for c in model.tokenize("我爱你 中国")]) == "我爱你 中国"
     out = model.generate(["我"], 10, temperature=0)
     assert all(model.word(int(i)) in chars | {"\u2581"} for i in out)
     st = model.perplexity(["我爱北京", "中国太阳"])
