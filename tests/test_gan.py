@@ -16,7 +16,8 @@ from click.testing import CliRunner  # noqa: E402
 
 from aigc_engine import ConfigError, Engine, ImageGenerator, UnsupportedOperationError  # noqa: E402
 
-TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16, "batch_size": 32, "log_every": 10}
+TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16, "batch_size": 32, "log_every": 10,
+        "bn_batches": 4}
 
 
 def make(engine: Engine, **options: Any) -> Any:
@@ -218,3 +219,11 @@ def test_cli_train_generate(tmp_path: Path) -> None:
 
 def test_digits_classes_fixture() -> None:
     assert load_digits("test").classes == tuple("0123456789")
+
+
+@pytest.mark.parametrize("d_labels", ["all", "projection"])
+def test_discriminator_label_modes(engine: Engine, d_labels: str) -> None:
+    gen = make(engine, steps=2, conditional=True, d_labels=d_labels)
+    gen.fit("digits")
+    assert gen.d(torch.zeros(3, 1, 8, 8), torch.tensor([0, 1, 2])).shape == (3,)
+    assert gen.generate(n=2, seed=0, labels=(4, 5)).labels == [4, 5]

@@ -19,7 +19,8 @@ torch = pytest.importorskip("torch")
 from aigc_engine import Engine  # noqa: E402
 from aigc_engine.runtime import OnnxGanGenerator  # noqa: E402
 
-TINY = {"g_width": 16, "d_width": 8, "latent_dim": 16, "batch_size": 32, "log_every": 0}
+TINY = {"g_width": 16, "d_width": 8, "latent_dim": 16, "batch_size": 32, "log_every": 0,
+        "bn_batches": 4}
 
 BLOCK_TORCH = textwrap.dedent("""
     import sys
