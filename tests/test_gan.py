@@ -215,6 +215,11 @@ def test_cli_train_generate(tmp_path: Path) -> None:
     res = runner.invoke(cli_mod.cli, ["generate", str(bundle), "-n", "0",
                                       "--out", str(tmp_path / "h.png")])
     assert res.exit_code == 1 and "n must be a positive integer" in res.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = runner.invoke(cli_mod.cli, ["train", "gan", "--data", str(empty), "--set", "steps=1",
+                                      "-o", str(tmp_path / "c")])
+    assert res.exit_code == 1 and "holds no images" in res.output
 
 
 def test_digits_classes_fixture() -> None:
