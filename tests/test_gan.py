@@ -68,7 +68,7 @@ def test_fit_reports_progress_and_is_reproducible(engine: Engine, uncond: Any) -
         assert torch.equal(v, again.g.state_dict()[k]), k
     other = make(engine, steps=30, seed=5)
     other.fit("digits")
-    assert not torch.equal(other.g.net[0].weight, uncond.g.net[0].weight)
+    assert not torch.equal(other.g.stem[0].weight, uncond.g.stem[0].weight)
 
 
 def test_hinge_loss_and_time_budget(engine: Engine) -> None:

@@ -76,6 +76,7 @@ class GanConfig(GeneratorConfig):
     g_width: int = 32
     d_width: int = 32
     conditional: bool = False
+    g_labels: Literal["input", "all"] = "input"
     d_labels: Literal["input", "all", "projection"] = "input"
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
@@ -174,7 +175,8 @@ class GanGenerator(ImageGenerator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             self.g = DCGANGenerator(size=c.image_size, channels=c.channels,
-                                    latent_dim=c.latent_dim, width=c.g_width, num_classes=k)
+                                    latent_dim=c.latent_dim, width=c.g_width, num_classes=k,
+                                    labels=c.g_labels)
             self.d = DCGANDiscriminator(size=c.image_size, channels=c.channels,
                                         width=c.d_width, num_classes=k, labels=c.d_labels)
             self.g.apply(dcgan_init)
