@@ -210,13 +210,15 @@ def _image_out(gen: Generator[Any], result: Any, out: Path | None) -> None:
 @click.option("--top-p", type=float, default=1.0, show_default=True, help="1 = off.")
 @click.option("--seed", type=int, default=None, help="Makes the output reproducible.")
 @click.option("-n", "n", type=int, default=1, show_default=True, help="How many samples.")
+@click.option("--stop-at-eos/--no-stop-at-eos", default=True, show_default=True,
+              help="Stop at the end of a sentence, or go on into new lines until --max-tokens.")
 @click.option("--label", "labels", type=int, multiple=True,
               help="Class label(s) for conditional image models.")
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write to this file instead of the terminal (images: .png).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
 def generate(bundle: Path, prompt: str, max_tokens: int, temperature: float, top_k: int,
-             top_p: float, seed: int | None, n: int, labels: tuple[int, ...],
+             top_p: float, seed: int | None, n: int, stop_at_eos: bool, labels: tuple[int, ...],
              out: Path | None, as_json: bool) -> None:
     """Generate from a trained BUNDLE (text streams to the terminal)."""
     engine = get_engine()
@@ -231,7 +233,8 @@ def generate(bundle: Path, prompt: str, max_tokens: int, temperature: float, top
     if not isinstance(gen, TextGenerator):
         raise click.UsageError(f"cannot generate from a {gen.modality} generator")
     request = TextRequest.build(prompt, max_tokens=max_tokens, temperature=temperature,
-                                top_k=top_k, top_p=top_p, seed=seed, n=n).with_seed()
+                                top_k=top_k, top_p=top_p, seed=seed, n=n,
+                                stop_at_eos=stop_at_eos).with_seed()
     can_stream = n == 1 and out is None and not as_json and not engine.has_result_processors()
     if can_stream:
         for piece in gen.stream(request):

@@ -131,7 +131,8 @@ def _check_type(owner: str, name: str, value: Any, tp: Any) -> Any:
             if len(args) == 2 and args[1] is Ellipsis:
                 return tuple(_check_type(owner, name, v, args[0]) for v in value)
             if len(args) == len(value):
-                return tuple(_check_type(owner, name, v, a) for v, a in zip(value, args))
+                return tuple(_check_type(owner, name, v, a)
+                             for v, a in zip(value, args, strict=True))
     elif typing.get_origin(tp) is typing.Literal:
         if value in typing.get_args(tp):
             return value

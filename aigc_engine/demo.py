@@ -29,8 +29,9 @@ class DemoPlan:
 #: Best first: the demo uses the first whose generator and data are installed.
 PLANS = (
     DemoPlan("ngram", "tinyshakespeare", {"order": 4},
-             prompts=("ROMEO :", "To be or not", ""),
-             request={"max_tokens": 40, "top_k": 40, "temperature": 0.9}),
+             prompts=("ROMEO:\n", "To be, or not", "KING RICHARD III:\nMy lord,"),
+             request={"max_tokens": 60, "top_k": 40, "temperature": 0.9,
+                      "stop_at_eos": False}),
     DemoPlan("template", "example-grammar", {}, prompts=("", "", "")),
 )
 

@@ -6,12 +6,13 @@ import dataclasses
 import importlib
 import os
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from . import bundle as _bundle
 from .datasets import Dataset, DatasetSpec
 from .datasets import resolve as _resolve_dataset
-from .errors import ConfigError, PluginError, UnknownGeneratorError
+from .errors import ConfigError, ModelFormatError, PluginError, UnknownGeneratorError
 from .generator import Generator
 from .plugin_manager import PluginHost, PluginInfo, Selection, strict_from_env
 
@@ -30,6 +31,9 @@ class GeneratorSpec:
     modality: str
     factory: type[Generator[Any]] | str
     description: str = ""
+    #: File suffixes (".arpa") of foreign model files this generator opens with
+    #: ``Generator.from_file``, so ``Engine.load("model.arpa")`` works.
+    file_suffixes: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name or not all(
@@ -91,8 +95,8 @@ class Engine:
     """Discovers plugins and creates, loads and lists generators.
 
     ``plugins`` chooses which plugins load, as ``AIGC_PLUGINS`` does (None:
-    the environment variable decides; ``[]``: none; ``["a", "b"]``: only those;
-    ``["-a"]``: all but a). ``extra_plugins`` registers in-process plugin
+    the environment variable decides; ``"*"``: all; ``[]``: none; ``["a", "b"]``:
+    only those; ``["-a"]``: all but a). ``extra_plugins`` registers in-process plugin
     objects (name -> module or object). ``entry_points=False`` skips
     installed plugins altogether. ``strict=True`` (or ``AIGC_STRICT_PLUGINS=1``)
     re-raises plugin failures instead of recording them.
@@ -223,7 +227,13 @@ class Engine:
         return gen
 
     def load(self, path: str | os.PathLike[str]) -> Generator[Any]:
-        """Load a bundle with the generator class its manifest names."""
+        """Load a bundle with the generator class its manifest names.
+
+        A model file of a foreign format (e.g. a KenLM/SRILM ``.arpa``) is opened
+        by the generator that declares its suffix in ``file_suffixes``.
+        """
+        if Path(path).is_file():
+            return self._load_file(Path(path))
         manifest = _bundle.read_manifest(path)
         try:
             reg = self.generator(manifest.generator)
@@ -236,6 +246,19 @@ class Engine:
         gen = self._resolve(reg).load(path)
         self._wire(gen, reg)
         return gen
+
+    def _load_file(self, path: Path) -> Generator[Any]:
+        suffix = path.suffix.lower()
+        for reg in self._generators.values():
+            if suffix and suffix in reg.spec.file_suffixes:
+                gen = self._resolve(reg).from_file(path)
+                self._wire(gen, reg)
+                return gen
+        known = sorted({s for r in self._generators.values() for s in r.spec.file_suffixes})
+        raise ModelFormatError(
+            f"{str(path)!r} is a file, not a bundle directory, and no loaded generator opens "
+            f"{suffix or 'files without a suffix'!r} files (known: {', '.join(known) or 'none'})"
+        )
 
     def info(self, path: str | os.PathLike[str]) -> _bundle.Manifest:
         """A bundle's manifest (checked, payload not verified)."""

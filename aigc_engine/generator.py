@@ -13,6 +13,7 @@ from __future__ import annotations
 import abc
 import dataclasses
 import math
+import numbers
 import os
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -29,7 +30,7 @@ if TYPE_CHECKING:
 
     from .datasets import Dataset
 
-G = TypeVar("G", bound="Generator")
+G = TypeVar("G", bound="Generator[Any]")
 R = TypeVar("R", "TextRequest", "ImageRequest")
 
 MAX_SEED = 2**63 - 1
@@ -56,7 +57,9 @@ def fresh_seed() -> int:
 class SamplingParams:
     """How scores become tokens; the same meaning in every text generator.
 
-    Applied in this order: penalties over the tokens generated so far
+    Validated on construction (:class:`~aigc_engine.errors.ConfigError` names
+    the field and the value); :mod:`aigc_engine.sampling` documents the exact
+    semantics. Applied in this order: penalties over the tokens generated so far
     (``repetition_penalty`` divides positive and multiplies negative logits of
     each distinct earlier token; ``presence_penalty`` and ``frequency_penalty``
     subtract, as OpenAI defines them), ``temperature`` (0 = greedy), ``top_k``
@@ -73,27 +76,35 @@ class SamplingParams:
     frequency_penalty: float = 0.0
 
     def __post_init__(self) -> None:
-        for f in dataclasses.fields(self):
-            value = getattr(self, f.name)
-            if f.name == "top_k":
-                if isinstance(value, bool) or not isinstance(value, int):
-                    raise ConfigError(f"top_k must be an integer, got {value!r}")
-                continue
-            if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{f.name} must be a number, got {value!r}")
-            if not math.isfinite(value):
-                raise ConfigError(f"{f.name} must be finite, got {value!r}")
-            object.__setattr__(self, f.name, float(value))
-        if self.temperature < 0:
-            raise ConfigError(f"temperature must be >= 0 (0 = greedy), got {self.temperature}")
-        if self.top_p <= 0:
-            raise ConfigError(f"top_p must be in (0, 1] (1 = off), got {self.top_p}")
-        if self.min_p > 1:
-            raise ConfigError(f"min_p must be in [0, 1] (0 = off), got {self.min_p}")
-        if self.repetition_penalty <= 0:
+        def number(name: str) -> float:
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, numbers.Real):
+                raise ConfigError(f"{name} must be a number, got {value!r}")
+            object.__setattr__(self, name, float(value))
+            return float(value)
+
+        t = number("temperature")
+        if not math.isfinite(t) or t < 0:
+            raise ConfigError(f"temperature must be finite and >= 0 (0 = greedy), got {t!r}")
+        k = self.top_k
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise ConfigError(f"top_k must be an integer (<= 0 disables it), got {k!r}")
+        if not -(2**31) <= int(k) < 2**31:
+            raise ConfigError(f"top_k must fit in int32, got {k!r}")
+        object.__setattr__(self, "top_k", int(k))
+        p = number("top_p")
+        if math.isnan(p) or p <= 0:
+            raise ConfigError(f"top_p must be > 0 (>= 1 disables it), got {p!r}")
+        mp = number("min_p")
+        if math.isnan(mp) or mp > 1:
+            raise ConfigError(f"min_p must be <= 1 (<= 0 disables it), got {mp!r}")
+        r = number("repetition_penalty")
+        if not math.isfinite(r) or r <= 0:
             raise ConfigError(
-                f"repetition_penalty must be > 0 (1 = off), got {self.repetition_penalty}"
-            )
+                f"repetition_penalty must be finite and > 0 (1 disables it), got {r!r}")
+        for name in ("presence_penalty", "frequency_penalty"):
+            if not math.isfinite(number(name)):
+                raise ConfigError(f"{name} must be finite, got {getattr(self, name)!r}")
 
     @property
     def greedy(self) -> bool:
@@ -117,8 +128,13 @@ class TextRequest:
     sampling: SamplingParams = SamplingParams()
     seed: int | None = None
     n: int = 1
+    #: Stop at the end-of-text token (an n-gram model's ``</s>``). False goes on
+    #: past it into a new sentence (shown as a line break) until ``max_tokens``.
+    stop_at_eos: bool = True
 
     def __post_init__(self) -> None:
+        if not isinstance(self.stop_at_eos, bool):
+            raise ConfigError(f"stop_at_eos must be True or False, got {self.stop_at_eos!r}")
         if not isinstance(self.prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(self.prompt).__name__}")
         _check_positive_int("max_tokens", self.max_tokens)
@@ -128,18 +144,19 @@ class TextRequest:
             raise ConfigError("sampling must be a SamplingParams")
 
     @classmethod
-    def build(cls, prompt: str | TextRequest | None = None, **options: Any) -> TextRequest:
+    def build(cls, request: str | TextRequest | None = None, /, **options: Any) -> TextRequest:
         """A request from keyword options; sampling options may be given flat.
 
-        ``TextRequest.build("To be", max_tokens=20, top_k=40, seed=1)``.
+        ``TextRequest.build("To be", max_tokens=20, top_k=40, seed=1)``; the first
+        argument may be a prompt or a request to modify.
         """
-        if isinstance(prompt, TextRequest):
+        if isinstance(request, TextRequest):
             if not options:
-                return prompt
-            base = dataclasses.asdict(prompt)
-            base["sampling"] = prompt.sampling
+                return request
+            base = dataclasses.asdict(request)
+            base["sampling"] = request.sampling
         else:
-            base = {} if prompt is None else {"prompt": prompt}
+            base = {} if request is None else {"prompt": request}
         sampling = {k: options.pop(k) for k in list(options) if k in _SAMPLING_FIELDS}
         valid = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(options) - valid)
@@ -177,7 +194,7 @@ class ImageRequest:
             object.__setattr__(self, "labels", labels)
 
     @classmethod
-    def build(cls, request: ImageRequest | None = None, **options: Any) -> ImageRequest:
+    def build(cls, request: ImageRequest | None = None, /, **options: Any) -> ImageRequest:
         """A request from keyword options (``n``, ``seed``, ``labels``)."""
         if request is not None:
             return dataclasses.replace(request, **options) if options else request
@@ -335,6 +352,11 @@ class Generator(abc.ABC, Generic[R]):
         gen._plugin = (loaded.manifest.plugin, loaded.manifest.plugin_version)
         gen._load_payload(loaded.path, loaded.manifest)
         return gen
+
+    @classmethod
+    def from_file(cls: type[G], path: str | os.PathLike[str]) -> G:
+        """Open a model file of a foreign format (see ``GeneratorSpec.file_suffixes``)."""
+        raise UnsupportedOperationError(f"generator {cls.name!r} opens no model files")
 
     def _manifest_extra(self) -> dict[str, Any]:
         """Extra manifest fields (e.g. the tokenizer); JSON-compatible."""

@@ -3,8 +3,8 @@
 Entry points of the ``aigc_engine`` group are loaded one at a time. A plugin
 that fails to import or raises in a hook is recorded (name, version, error)
 and skipped; ``AIGC_STRICT_PLUGINS=1`` re-raises instead. ``AIGC_PLUGINS`` (or
-the ``plugins`` argument) chooses which plugins load: unset = all, empty =
-none, ``a,b`` = only those, ``-a`` = all but a.
+the ``plugins`` argument) chooses which plugins load: unset or ``*`` = all,
+empty = none, ``a,b`` = only those, ``-a`` = all but a.
 """
 
 from __future__ import annotations
@@ -56,8 +56,8 @@ class Selection:
 
     @classmethod
     def parse(cls, spec: str | Iterable[str] | None) -> Selection:
-        """From ``AIGC_PLUGINS`` syntax (a string) or a list of names."""
-        if spec is None:
+        """From ``AIGC_PLUGINS`` syntax (a string) or a list of names; ``"*"`` = all."""
+        if spec is None or spec == "*":
             return cls(allow=None, block=frozenset())
         items = [s.strip() for s in spec.split(",")] if isinstance(spec, str) else list(spec)
         items = [s for s in items if s]

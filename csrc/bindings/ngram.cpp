@@ -1,8 +1,433 @@
-// Bindings of csrc/ngram (registered by module.cpp).
+// Bindings of csrc/ngram (registered by module.cpp): aigc_engine._core.NgramModel.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+#include <pybind11/stl.h>
+
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "bindings/common.hpp"
+#include "ngram/estimate.hpp"
+#include "ngram/generate.hpp"
+#include "ngram/io_util.hpp"
+#include "ngram/model.hpp"
+
+namespace py = pybind11;
 
 namespace aigc::bindings {
 
-void register_ngram(pybind11::module_& m) { (void)m; }
+namespace {
+
+using ngram::Model;
+
+// The Python-visible object: the model plus caches that belong to it.
+class PyNgram {
+ public:
+  explicit PyNgram(Model m) : model(std::move(m)) {}
+  Model model;
+  std::optional<ngram::EstimateInfo> info;
+
+  const ngram::TopKIndex& topk_index() {
+    std::call_once(topk_once_, [&] { topk_ = std::make_unique<ngram::TopKIndex>(model, 0); });
+    return *topk_;
+  }
+
+ private:
+  std::once_flag topk_once_;
+  std::unique_ptr<ngram::TopKIndex> topk_;
+};
+
+bool is_path(const py::handle& obj) {
+  return py::isinstance<py::str>(obj) || py::hasattr(obj, "__fspath__");
+}
+
+std::string fspath(const py::handle& obj) {
+  return py::str(py::module_::import("os").attr("fspath")(obj));
+}
+
+// fspath() of a file that must exist (FileNotFoundError otherwise).
+std::string existing_file(const py::handle& obj) {
+  std::string path = fspath(obj);
+  if (!py::module_::import("os").attr("path").attr("isfile")(path).cast<bool>()) {
+    py::object err = py::module_::import("builtins").attr("FileNotFoundError")(
+        2, "No such file", path);
+    PyErr_SetObject(err.get_type().ptr(), err.ptr());
+    throw py::error_already_set();
+  }
+  return path;
+}
+
+// A sequence of lines joined with '\n' (each string is one sentence).
+std::string join_lines(const py::handle& obj) {
+  if (py::isinstance<py::bytes>(obj))
+    throw std::invalid_argument("expected a path or a sequence of str lines, got bytes");
+  std::string text;
+  for (const py::handle& item : obj) {
+    if (!py::isinstance<py::str>(item))
+      throw std::invalid_argument("expected a sequence of str lines, found an item of type " +
+                                  std::string(py::str(py::type::of(item).attr("__name__"))));
+    text += item.cast<std::string>();
+    text.push_back('\n');
+  }
+  return text;
+}
+
+std::vector<std::uint32_t> to_ids(const PyNgram& self, const py::handle& context) {
+  std::vector<std::uint32_t> ids;
+  const std::size_t v = self.model.vocab_size();
+  for (const py::handle& item : context) {
+    long long id;
+    if (py::isinstance<py::str>(item)) {
+      id = self.model.index(item.cast<std::string>());
+    } else {
+      id = item.cast<long long>();
+      if (id < 0 || static_cast<std::size_t>(id) >= v)
+        throw std::out_of_range("word id " + std::to_string(id) + " is outside the vocabulary of " +
+                                std::to_string(v) + " words");
+    }
+    ids.push_back(static_cast<std::uint32_t>(id));
+  }
+  return ids;
+}
+
+ngram::State state_after(const Model& m, const std::vector<std::uint32_t>& ids, bool bos) {
+  ngram::State s = bos ? m.begin_sentence_state() : m.null_state();
+  for (std::uint32_t id : ids) m.advance(s, id);
+  return s;
+}
+
+py::dict stats_dict(const ngram::PerplexityStats& st) {
+  py::dict d;
+  d["log10_prob"] = st.log10_prob;
+  d["tokens"] = st.tokens;
+  d["oov"] = st.oov;
+  d["sentences"] = st.sentences;
+  d["perplexity"] = st.perplexity();
+  d["perplexity_excluding_oov"] = st.tokens > st.oov ? st.perplexity_excluding_oov() : NAN;
+  return d;
+}
+
+}  // namespace
+
+void register_ngram(py::module_& m) {
+  m.attr("NGRAM_MAX_ORDER") = ngram::kMaxOrder;
+  m.attr("NGRAM_BINARY_VERSION") = ngram::kBinaryVersion;
+
+  py::class_<PyNgram, std::shared_ptr<PyNgram>> cls(m, "NgramModel", R"doc(
+An n-gram language model: modified Kneser-Ney estimation exactly as KenLM's
+lmplz, ARPA and binary I/O, KenLM-compatible scoring, and generation.
+
+Scores from score/score_batch/perplexity are log10 (as KenLM); the
+generation-facing next_logprobs/top_k return natural logs. Word ids are
+fixed for the specials: <unk> = 0, <s> = 1, </s> = 2.
+)doc");
+
+  cls.def_static(
+      "estimate",
+      [](const py::object& source, int order, const std::string& mode,
+         std::optional<std::vector<float>> discount_fallback,
+         std::optional<std::vector<std::uint64_t>> prune, unsigned threads) {
+        ngram::EstimateOptions opt;
+        ngram::check_order(order);
+        opt.order = order;
+        opt.mode = ngram::parse_token_mode(mode);
+        if (discount_fallback) {
+          if (discount_fallback->empty())
+            throw std::invalid_argument("discount_fallback must hold 1 to 3 discounts, got none");
+          opt.discount_fallback = *discount_fallback;
+        }
+        if (prune) opt.prune = *prune;
+        opt.threads = threads;
+        ngram::EstimateInfo info;
+        std::optional<Model> model;
+        if (is_path(source)) {
+          std::string path = existing_file(source);
+          py::gil_scoped_release release;
+          model.emplace(ngram::estimate_file(path, opt, &info));
+        } else {
+          std::string text = join_lines(source);
+          py::gil_scoped_release release;
+          model.emplace(ngram::estimate(text, opt, &info));
+        }
+        auto out = std::make_shared<PyNgram>(std::move(*model));
+        out->info = std::move(info);
+        return out;
+      },
+      py::arg("source"), py::arg("order"), py::kw_only(), py::arg("mode") = "word",
+      py::arg("discount_fallback") = py::none(), py::arg("prune") = py::none(),
+      py::arg("threads") = 0,
+      R"doc(Estimates a model like `lmplz -o ORDER`.
+
+source: a path (str or os.PathLike) of a text with one sentence per line, or a
+sequence of str, one sentence each. order: 1..NGRAM_MAX_ORDER. mode: "word"
+(tokens split on space, tab, CR, LF, NUL) or "char" (every Unicode character a
+token; whitespace runs inside a line become the token "\u2581").
+discount_fallback: None (a discount that cannot be estimated raises CoreError)
+or 1-3 discounts for adjusted counts 1, 2, 3+ used for the orders where the
+estimate fails (lmplz --discount_fallback, whose default is [0.5, 1, 1.5]).
+prune: None or thresholds per order as lmplz --prune (first 0, non-decreasing;
+n-grams of order >= 2 with raw count <= threshold are removed).
+threads: 0 = all cores.)doc");
+
+  cls.def_static(
+      "estimate_text",
+      [](const py::object& text_obj, int order, const std::string& mode,
+         std::optional<std::vector<float>> discount_fallback,
+         std::optional<std::vector<std::uint64_t>> prune, unsigned threads) {
+        if (!py::isinstance<py::str>(text_obj) && !py::isinstance<py::bytes>(text_obj))
+          throw std::invalid_argument("estimate_text expects str or bytes (UTF-8)");
+        std::string text = text_obj.cast<std::string>();
+        ngram::EstimateOptions opt;
+        ngram::check_order(order);
+        opt.order = order;
+        opt.mode = ngram::parse_token_mode(mode);
+        if (discount_fallback) {
+          if (discount_fallback->empty())
+            throw std::invalid_argument("discount_fallback must hold 1 to 3 discounts, got none");
+          opt.discount_fallback = *discount_fallback;
+        }
+        if (prune) opt.prune = *prune;
+        opt.threads = threads;
+        ngram::EstimateInfo info;
+        std::optional<Model> model;
+        {
+          py::gil_scoped_release release;
+          model.emplace(ngram::estimate(text, opt, &info));
+        }
+        auto out = std::make_shared<PyNgram>(std::move(*model));
+        out->info = std::move(info);
+        return out;
+      },
+      py::arg("text"), py::arg("order"), py::kw_only(), py::arg("mode") = "word",
+      py::arg("discount_fallback") = py::none(), py::arg("prune") = py::none(),
+      py::arg("threads") = 0, "As estimate(), from one str or UTF-8 bytes holding the whole text (lines separated by \\n).");
+
+  cls.def_static(
+      "read_arpa",
+      [](const py::object& path) {
+        std::string p = existing_file(path);
+        std::optional<Model> model;
+        {
+          py::gil_scoped_release release;
+          model.emplace(Model::read_arpa(p));
+        }
+        return std::make_shared<PyNgram>(std::move(*model));
+      },
+      py::arg("path"),
+      "Reads an ARPA file (KenLM, SRILM, pruned). Missing backoffs are 0; a missing context "
+      "n-gram is added with the probability backing off gives; missing <unk>/<s>/</s> get log10 "
+      "prob -100. Raises ModelFormatError naming the line on malformed or truncated input.");
+  cls.def_static(
+      "load_binary",
+      [](const py::object& path) {
+        std::string p = existing_file(path);
+        std::optional<Model> model;
+        {
+          py::gil_scoped_release release;
+          model.emplace(Model::load_binary(p));
+        }
+        return std::make_shared<PyNgram>(std::move(*model));
+      },
+      py::arg("path"),
+      "Loads a file written by save_binary (ModelFormatError for another format version, "
+      "another byte order, or a truncated file).");
+  cls.def(
+      "write_arpa",
+      [](PyNgram& self, const py::object& path) {
+        std::string p = fspath(path);
+        py::gil_scoped_release release;
+        self.model.write_arpa(p);
+      },
+      py::arg("path"), "Writes the model as an ARPA file (loadable by KenLM).");
+  cls.def(
+      "save_binary",
+      [](PyNgram& self, const py::object& path) {
+        std::string p = fspath(path);
+        py::gil_scoped_release release;
+        self.model.save_binary(p);
+      },
+      py::arg("path"), "Writes the compact binary format (version NGRAM_BINARY_VERSION).");
+
+  cls.def_property_readonly("order", [](const PyNgram& s) { return s.model.order(); }, "The order N.");
+  cls.def_property_readonly("counts", [](const PyNgram& s) { return s.model.counts(); },
+                            "Number of n-grams per order, [1-grams, 2-grams, ...].");
+  cls.def_property_readonly("vocab_size", [](const PyNgram& s) { return s.model.vocab_size(); },
+                            "Number of words, including <unk>, <s> and </s>.");
+  cls.def_property_readonly("mode", [](const PyNgram& s) { return std::string(ngram::token_mode_name(s.model.mode())); },
+                            "Tokenisation mode, 'word' or 'char'.");
+  cls.def_property_readonly_static("unk_id", [](py::object) { return ngram::kUnk; });
+  cls.def_property_readonly_static("bos_id", [](py::object) { return ngram::kBos; });
+  cls.def_property_readonly_static("eos_id", [](py::object) { return ngram::kEos; });
+  cls.def_property_readonly(
+      "discounts",
+      [](const PyNgram& s) -> py::object {
+        if (!s.info) return py::none();
+        py::list out;
+        for (const auto& d : s.info->discounts) out.append(py::make_tuple(d[1], d[2], d[3]));
+        return out;
+      },
+      "For an estimated model, the (D1, D2, D3+) discounts per order; None for a loaded one.");
+  cls.def_property_readonly(
+      "fallback_used",
+      [](const PyNgram& s) -> py::object {
+        if (!s.info) return py::none();
+        return py::cast(std::vector<bool>(s.info->fallback_used.begin(), s.info->fallback_used.end()));
+      },
+      "For an estimated model, per order whether discount_fallback was used.");
+  cls.def(
+      "index", [](const PyNgram& s, const std::string& w) { return s.model.index(w); }, py::arg("word"),
+      "Id of `word`; 0 (<unk>) if it is not in the vocabulary.");
+  cls.def(
+      "__contains__", [](const PyNgram& s, const std::string& w) { return s.model.vocab().find(w) != ngram::kNoWord; },
+      py::arg("word"));
+  cls.def(
+      "word",
+      [](const PyNgram& s, long long id) {
+        if (id < 0 || static_cast<std::size_t>(id) >= s.model.vocab_size())
+          throw std::out_of_range("word id " + std::to_string(id) + " is outside the vocabulary of " +
+                                  std::to_string(s.model.vocab_size()) + " words");
+        return std::string(s.model.vocab().word(static_cast<std::uint32_t>(id)));
+      },
+      py::arg("id"), "The word of an id (IndexError when out of range).");
+  cls.def(
+      "tokenize",
+      [](const PyNgram& s, const std::string& line) { return ngram::tokenize(line, s.model.mode()); },
+      py::arg("line"), "The tokens of one line in this model's mode.");
+  cls.def(
+      "ids",
+      [](const PyNgram& s, const std::string& line) {
+        std::vector<std::uint32_t> ids;
+        ngram::for_each_token(line, s.model.mode(), 0,
+                              [&](std::string_view t) { ids.push_back(s.model.index(t)); });
+        return py::array_t<std::int32_t>(ids.size(), reinterpret_cast<const std::int32_t*>(ids.data()));
+      },
+      py::arg("line"), "Token ids of one line (0 for unknown words), int32 array.");
+  cls.def(
+      "score",
+      [](const PyNgram& s, const std::string& sentence, bool bos, bool eos) {
+        return s.model.score_text(sentence, bos, eos);
+      },
+      py::arg("sentence"), py::kw_only(), py::arg("bos") = true, py::arg("eos") = true,
+      "log10 probability of a sentence, with <s> context (bos) and </s> scored at the end (eos), "
+      "as kenlm.Model.score.");
+  cls.def(
+      "score_batch",
+      [](const PyNgram& s, const std::vector<std::string>& sentences, bool bos, bool eos, unsigned threads) {
+        std::vector<std::string_view> views(sentences.begin(), sentences.end());
+        std::vector<double> out;
+        {
+          py::gil_scoped_release release;
+          out = s.model.score_batch(views, bos, eos, threads);
+        }
+        return py::array_t<double>(out.size(), out.data());
+      },
+      py::arg("sentences"), py::kw_only(), py::arg("bos") = true, py::arg("eos") = true,
+      py::arg("threads") = 0, "score() of each sentence (float64 array), in parallel without the GIL.");
+  cls.def(
+      "perplexity",
+      [](const PyNgram& s, const py::object& source, unsigned threads) {
+        std::string text = is_path(source) ? std::string() : join_lines(source);
+        std::string path = is_path(source) ? existing_file(source) : std::string();
+        ngram::PerplexityStats st;
+        {
+          py::gil_scoped_release release;
+          if (!path.empty()) text = ngram::read_file(path);
+          st = s.model.perplexity(text, threads);
+        }
+        return stats_dict(st);
+      },
+      py::arg("source"), py::kw_only(), py::arg("threads") = 0,
+      R"doc(Scores a text (path or sequence of lines) as KenLM's `query` does: each line
+with <s> context and </s>. Returns dict(log10_prob, tokens (words + one </s> per
+line), oov, sentences, perplexity (including OOVs),
+perplexity_excluding_oov).)doc");
+  cls.def(
+      "next_logprobs",
+      [](PyNgram& s, const py::object& context, bool bos) {
+        std::vector<std::uint32_t> ids = to_ids(s, context);
+        py::array_t<float> out(s.model.vocab_size());
+        float* data = out.mutable_data();
+        {
+          py::gil_scoped_release release;
+          ngram::State st = state_after(s.model, ids, bos);
+          s.model.next_logprobs(st, data);
+        }
+        return out;
+      },
+      py::arg("context"), py::kw_only(), py::arg("bos") = true,
+      R"doc(Natural-log probabilities of every next word (float32[vocab_size]) after the
+context (ids or words; with <s> first when bos). <s> gets -inf. Unknown words in
+the context are <unk>, which KenLM scores as a unigram context.)doc");
+  cls.def(
+      "top_k",
+      [](PyNgram& s, const py::object& context, std::size_t k, bool bos, bool allow_unk) {
+        std::vector<std::uint32_t> ids = to_ids(s, context);
+        std::vector<std::uint32_t> cand(k);
+        std::vector<float> score(k);
+        std::size_t n;
+        {
+          py::gil_scoped_release release;
+          const ngram::TopKIndex& ix = s.topk_index();
+          ngram::State st = state_after(s.model, ids, bos);
+          n = ix.top_k(st, k, allow_unk, cand.data(), score.data());
+        }
+        py::array_t<std::int32_t> oid(n);
+        py::array_t<float> osc(n);
+        for (std::size_t i = 0; i < n; ++i) {
+          oid.mutable_data()[i] = static_cast<std::int32_t>(cand[i]);
+          osc.mutable_data()[i] = score[i] * 2.302585092994046f;
+        }
+        return py::make_tuple(oid, osc);
+      },
+      py::arg("context"), py::arg("k"), py::kw_only(), py::arg("bos") = true, py::arg("allow_unk") = false,
+      R"doc(The exact k most probable next words: (ids int32, natural-log probs float32),
+best first, ties by id; never <s>, <unk> only if allow_unk. Computed by merging
+the backoff levels, without the full distribution (the first call builds an
+index of the children of each context by probability).)doc");
+  cls.def(
+      "generate",
+      [](PyNgram& s, const py::object& context, std::size_t max_tokens, float temperature, int top_k,
+         float top_p, float min_p, float repetition_penalty, float presence_penalty,
+         float frequency_penalty, std::uint64_t seed, std::uint64_t stream, bool bos, bool stop_at_eos,
+         bool allow_unk) {
+        std::vector<std::uint32_t> ids = to_ids(s, context);
+        ngram::GenerateOptions o;
+        o.max_tokens = max_tokens;
+        o.params.temperature = temperature;
+        o.params.top_k = top_k;
+        o.params.top_p = top_p;
+        o.params.min_p = min_p;
+        o.params.repetition_penalty = repetition_penalty;
+        o.params.presence_penalty = presence_penalty;
+        o.params.frequency_penalty = frequency_penalty;
+        o.seed = seed;
+        o.stream = stream;
+        o.bos = bos;
+        o.stop_at_eos = stop_at_eos;
+        o.allow_unk = allow_unk;
+        std::vector<std::uint32_t> out;
+        {
+          py::gil_scoped_release release;
+          const bool need_index = top_k > 0 && static_cast<std::size_t>(top_k) < s.model.vocab_size();
+          const ngram::TopKIndex* ix = need_index ? &s.topk_index() : nullptr;
+          out = ngram::generate(s.model, ix, ids.data(), ids.size(), o);
+        }
+        return py::array_t<std::int32_t>(out.size(), reinterpret_cast<const std::int32_t*>(out.data()));
+      },
+      py::arg("context"), py::arg("max_tokens"), py::kw_only(), py::arg("temperature") = 1.0f,
+      py::arg("top_k") = 0, py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f,
+      py::arg("repetition_penalty") = 1.0f, py::arg("presence_penalty") = 0.0f,
+      py::arg("frequency_penalty") = 0.0f, py::arg("seed") = 0, py::arg("stream") = 0,
+      py::arg("bos") = true, py::arg("stop_at_eos") = true, py::arg("allow_unk") = false,
+      R"doc(Generates up to max_tokens word ids (int32 array) after the context (ids or
+words). Stops at </s> (not returned) when stop_at_eos, else returns </s> and starts
+a new sentence. top_k in (0, vocab): samples from the exact top-k candidates
+(plus history tokens when a penalty is on); otherwise from the full distribution.
+temperature 0 = greedy. Deterministic for a given seed/stream. Sampling currently
+uses the n-gram core's fallback sampler with the aigc::sampling contract.)doc");
+}
 
 }  // namespace aigc::bindings

@@ -4,6 +4,7 @@
 // This header is the interface between the sampling core (csrc/sampling) and
 // its users (the n-gram generation loop, the bindings, the CUDA kernels). The
 // sampling work implements it; signatures here are fixed, additions are fine.
+#include <cstddef>
 #include <cstdint>
 
 namespace aigc::sampling {
@@ -43,5 +44,62 @@ std::int32_t sample_row(const float* logits, std::int64_t n, const SamplingParam
 
 // Bytes of scratch space sample_row needs for a row of n scores.
 std::size_t scratch_bytes(std::int64_t n);
+
+// History semantics (sample_row and the batched calls): negative ids are
+// padding and ignored; an id >= n is an error (std::invalid_argument).
+
+// Writes the distribution sample_row draws from: probs[i] = the probability of
+// token i after all filters (0 outside the kept set), and kept[i] = 1 for the
+// tokens of the kept set (finite, surviving top-k, top-p and min-p), else 0.
+// Either output may be null. Same errors as sample_row.
+void filter_row(const float* logits, std::int64_t n, const SamplingParams& params,
+                const std::int32_t* history, std::int64_t history_len, void* scratch,
+                float* probs, std::uint8_t* kept);
+
+// The logits after the penalties only (for inspection and tests).
+void penalize_row(const float* logits, std::int64_t n, const SamplingParams& params,
+                  const std::int32_t* history, std::int64_t history_len, float* out);
+
+// A batch of `rows` rows of n scores, row r at logits + r * row_stride.
+// Per-row parameter arrays (structure of arrays, each of length rows).
+// History in CSR form: the ids of row r are history[history_offsets[r] ..
+// history_offsets[r + 1]); history and history_offsets may both be null.
+struct BatchParams {
+  const float* temperature = nullptr;
+  const std::int32_t* top_k = nullptr;
+  const float* top_p = nullptr;
+  const float* min_p = nullptr;
+  const float* repetition_penalty = nullptr;
+  const float* presence_penalty = nullptr;
+  const float* frequency_penalty = nullptr;
+  SamplingParams row(std::int64_t r) const;
+};
+
+struct Batch {
+  const float* logits = nullptr;
+  std::int64_t rows = 0;
+  std::int64_t n = 0;
+  std::int64_t row_stride = 0;
+  BatchParams params;
+  const std::int32_t* history = nullptr;
+  const std::int64_t* history_offsets = nullptr;
+};
+
+// Draws one token per row into out[rows]: the draw of row r is keyed by
+// (seeds[r], streams[r], steps[r]). Rows are spread over up to `threads`
+// threads (0 = hardware concurrency); the result does not depend on it.
+// An error in any row (std::invalid_argument naming the row) fails the call.
+void sample_batch(const Batch& batch, const std::uint64_t* seeds, const std::uint64_t* streams,
+                  const std::uint64_t* steps, std::int32_t* out, unsigned threads);
+
+// filter_row over a batch; probs and kept (rows x n, row-major, may be null).
+void filter_batch(const Batch& batch, float* probs, std::uint8_t* kept, unsigned threads);
+
+// The uniform number in [0, 1) a draw with this key uses (for tests).
+double draw_uniform_of(const DrawKey& key);
+
+// The raw Philox4x32-10 block for a counter and key (known-answer tests).
+void philox4x32_10_block(const std::uint32_t counter[4], const std::uint32_t key[2],
+                         std::uint32_t out[4]);
 
 }  // namespace aigc::sampling

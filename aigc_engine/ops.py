@@ -1,0 +1,434 @@
+"""Torch custom ops of the shared sampler: ``torch.ops.aigc.sample`` and
+``torch.ops.aigc.filter_probs``.
+
+Import this module only from code that already uses torch. The ops are
+registered from Python with :func:`torch.library.custom_op`, so the compiled
+core never links a particular torch:
+
+* CPU kernel: the C++ sampler of :mod:`aigc_engine.sampling`, run on the
+  tensor's memory without a copy (float32, contiguous logits; other floating
+  dtypes are converted first), over ``torch.get_num_threads()`` threads.
+* CUDA kernel: ``aigc_engine._cuda`` (built when a CUDA compiler was present),
+  launched on the current stream with the tensors' device pointers; the row
+  logic (Philox draw, exp, penalties, checks) is the same code as on CPU.
+* A fake (meta) implementation, so ``torch.compile`` can trace through them.
+
+Semantics, parameters and errors are those of :mod:`aigc_engine.sampling`.
+Per-row parameters are 1-D tensors of ``rows`` values; ``history`` is a padded
+``(rows, H)`` int64 tensor whose negative entries are padding (``H`` may be 0).
+On CUDA the checks of values (NaN logits, bad parameters) happen in the kernel;
+the op then synchronises once to raise ``ValueError``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from aigc_engine import _core
+from aigc_engine.sampling import cuda_status
+
+__all__ = ["filter_probs", "sample"]
+
+_FLOAT_PARAMS = (
+    "temperature",
+    "top_p",
+    "min_p",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+)
+
+# Error codes written by the CUDA kernel (csrc/cuda/sampling_kernels.cu).
+_CUDA_ERRORS = {
+    1: "temperature must be finite and >= 0 (0 = greedy)",
+    2: "top_p must be > 0 (>= 1 disables it)",
+    3: "min_p must be <= 1 (<= 0 disables it)",
+    4: "repetition_penalty must be finite and > 0 (1 disables it)",
+    5: "presence_penalty must be finite",
+    6: "frequency_penalty must be finite",
+    10: "NaN logit",
+    11: "+inf logit (logits must be finite or -inf)",
+    12: "the row has no finite logit",
+    13: "history token id out of range",
+}
+
+
+def _check(
+    logits: Tensor,
+    params: Sequence[Tensor],
+    keys: Sequence[Tensor],
+    history: Tensor,
+) -> None:
+    if logits.dim() != 2 or logits.shape[1] == 0:
+        raise ValueError(
+            f"logits must be 2-D (rows, vocab) with vocab >= 1, got {tuple(logits.shape)}"
+        )
+    if not logits.dtype.is_floating_point:
+        raise ValueError(f"logits must be a floating tensor, got {logits.dtype}")
+    rows = logits.shape[0]
+    names = (
+        "temperature",
+        "top_k",
+        "top_p",
+        "min_p",
+        "repetition_penalty",
+        "presence_penalty",
+        "frequency_penalty",
+        "seed",
+        "stream",
+        "step",
+    )
+    for name, t in zip(names, (*params, *keys), strict=True):
+        if t.shape != (rows,):
+            raise ValueError(f"{name} must have shape ({rows},), got {tuple(t.shape)}")
+        if t.device != logits.device:
+            raise ValueError(f"{name} is on {t.device} but logits are on {logits.device}")
+    if history.dim() != 2 or history.shape[0] != rows:
+        raise ValueError(f"history must have shape ({rows}, H), got {tuple(history.shape)}")
+    if history.device != logits.device:
+        raise ValueError(f"history is on {history.device} but logits are on {logits.device}")
+
+
+def _cpu_args(logits: Tensor, params: Sequence[Tensor], history: Tensor) -> dict[str, object]:
+    x = logits.detach()
+    if x.dtype != torch.float32:
+        x = x.float()
+    x = x.contiguous()
+    t, k, p, mp, rep, pres, freq = params
+    args: dict[str, object] = {
+        "logits": x.numpy(),
+        "temperature": t.detach().float().contiguous().numpy(),
+        "top_k": k.detach().clamp(-(2**31), 2**31 - 1).to(torch.int32).contiguous().numpy(),
+        "top_p": p.detach().float().contiguous().numpy(),
+        "min_p": mp.detach().float().contiguous().numpy(),
+        "repetition_penalty": rep.detach().float().contiguous().numpy(),
+        "presence_penalty": pres.detach().float().contiguous().numpy(),
+        "frequency_penalty": freq.detach().float().contiguous().numpy(),
+    }
+    rows, h = history.shape
+    if h > 0:
+        vocab = logits.shape[1]
+        hist = history.detach().clamp(min=-1)
+        if bool((hist >= vocab).any()):
+            bad = int(hist[hist >= vocab][0])
+            raise ValueError(f"history token id {bad} is out of range for a vocabulary of {vocab}")
+        args["history"] = hist.to(torch.int32).contiguous().numpy().reshape(-1)
+        args["history_offsets"] = np.arange(rows + 1, dtype=np.int64) * h
+    return args
+
+
+def _u64(t: Tensor) -> np.ndarray:
+    return t.detach().to(torch.int64).contiguous().numpy().view(np.uint64)
+
+
+def _cuda_module() -> Any:
+    ok, reason = cuda_status()
+    if not ok:
+        raise RuntimeError(f"aigc CUDA kernels are not usable: {reason}")
+    from aigc_engine import _cuda  # type: ignore[attr-defined]
+
+    return _cuda
+
+
+def _cuda_launch(
+    logits: Tensor,
+    params: Sequence[Tensor],
+    keys: Sequence[Tensor] | None,
+    history: Tensor,
+    probs_out: Tensor | None,
+    out: Tensor | None,
+) -> None:
+    cuda = _cuda_module()
+    x = logits.detach()
+    if x.dtype != torch.float32:
+        x = x.float()
+    x = x.contiguous()
+    rows, vocab = x.shape
+    t, k, p, mp, rep, pres, freq = (
+        params[0].detach().float().contiguous(),
+        params[1].detach().clamp(-(2**31), 2**31 - 1).to(torch.int32).contiguous(),
+        *(q.detach().float().contiguous() for q in params[2:]),
+    )
+    hist = history.detach().to(torch.int64).contiguous()
+    status = torch.zeros(rows, dtype=torch.int32, device=x.device)
+    workspace = torch.empty(
+        int(cuda.workspace_floats(rows, vocab)), dtype=torch.float32, device=x.device
+    )
+    if keys is not None:
+        seed, stream, step = (q.detach().to(torch.int64).contiguous() for q in keys)
+    else:
+        seed = stream = step = torch.zeros(rows, dtype=torch.int64, device=x.device)
+    with torch.cuda.device(x.device):
+        cuda.launch(
+            logits=x.data_ptr(),
+            rows=rows,
+            vocab=vocab,
+            temperature=t.data_ptr(),
+            top_k=k.data_ptr(),
+            top_p=p.data_ptr(),
+            min_p=mp.data_ptr(),
+            repetition_penalty=rep.data_ptr(),
+            presence_penalty=pres.data_ptr(),
+            frequency_penalty=freq.data_ptr(),
+            seed=seed.data_ptr(),
+            stream=stream.data_ptr(),
+            step=step.data_ptr(),
+            history=hist.data_ptr(),
+            history_len=hist.shape[1],
+            workspace=workspace.data_ptr(),
+            status=status.data_ptr(),
+            out=out.data_ptr() if out is not None else 0,
+            probs=probs_out.data_ptr() if probs_out is not None else 0,
+            cuda_stream=torch.cuda.current_stream(x.device).cuda_stream,
+            device=x.device.index if x.device.index is not None else torch.cuda.current_device(),
+        )
+    bad = torch.nonzero(status).flatten()
+    if bad.numel():  # one synchronisation: never hand out a garbage token
+        row = int(bad[0])
+        code = int(status[row])
+        raise ValueError(f"row {row}: {_CUDA_ERRORS.get(code, f'error code {code}')}")
+
+
+@torch.library.custom_op("aigc::sample", mutates_args=(), device_types="cpu")
+def _sample_op(
+    logits: Tensor,
+    temperature: Tensor,
+    top_k: Tensor,
+    top_p: Tensor,
+    min_p: Tensor,
+    repetition_penalty: Tensor,
+    presence_penalty: Tensor,
+    frequency_penalty: Tensor,
+    seed: Tensor,
+    stream: Tensor,
+    step: Tensor,
+    history: Tensor,
+) -> Tensor:
+    params = (
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+    )
+    _check(logits, params, (seed, stream, step), history)
+    args = _cpu_args(logits, params, history)
+    out = _core.sample_batch(
+        seeds=_u64(seed),
+        streams=_u64(stream),
+        steps=_u64(step),
+        threads=torch.get_num_threads(),
+        **args,
+    )
+    return torch.from_numpy(out).to(torch.int64)
+
+
+@_sample_op.register_kernel("cuda")
+def _sample_cuda(
+    logits: Tensor,
+    temperature: Tensor,
+    top_k: Tensor,
+    top_p: Tensor,
+    min_p: Tensor,
+    repetition_penalty: Tensor,
+    presence_penalty: Tensor,
+    frequency_penalty: Tensor,
+    seed: Tensor,
+    stream: Tensor,
+    step: Tensor,
+    history: Tensor,
+) -> Tensor:
+    params = (
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+    )
+    _check(logits, params, (seed, stream, step), history)
+    out = torch.empty(logits.shape[0], dtype=torch.int64, device=logits.device)
+    _cuda_launch(logits, params, (seed, stream, step), history, None, out)
+    return out
+
+
+@_sample_op.register_fake
+def _sample_fake(logits: Tensor, *args: Tensor) -> Tensor:
+    return logits.new_empty((logits.shape[0],), dtype=torch.int64)
+
+
+@torch.library.custom_op("aigc::filter_probs", mutates_args=(), device_types="cpu")
+def _filter_probs_op(
+    logits: Tensor,
+    temperature: Tensor,
+    top_k: Tensor,
+    top_p: Tensor,
+    min_p: Tensor,
+    repetition_penalty: Tensor,
+    presence_penalty: Tensor,
+    frequency_penalty: Tensor,
+    history: Tensor,
+) -> Tensor:
+    params = (
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+    )
+    zeros = torch.zeros(logits.shape[0], dtype=torch.int64) if logits.dim() else logits
+    _check(logits, params, (zeros, zeros, zeros), history)
+    args = _cpu_args(logits, params, history)
+    probs, _ = _core.filter_batch(
+        threads=torch.get_num_threads(), want_probs=True, want_kept=False, **args
+    )
+    return torch.from_numpy(probs)
+
+
+@_filter_probs_op.register_kernel("cuda")
+def _filter_probs_cuda(
+    logits: Tensor,
+    temperature: Tensor,
+    top_k: Tensor,
+    top_p: Tensor,
+    min_p: Tensor,
+    repetition_penalty: Tensor,
+    presence_penalty: Tensor,
+    frequency_penalty: Tensor,
+    history: Tensor,
+) -> Tensor:
+    params = (
+        temperature,
+        top_k,
+        top_p,
+        min_p,
+        repetition_penalty,
+        presence_penalty,
+        frequency_penalty,
+    )
+    zeros = torch.zeros(logits.shape[0], dtype=torch.int64, device=logits.device)
+    _check(logits, params, (zeros, zeros, zeros), history)
+    probs = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
+    _cuda_launch(logits, params, None, history, probs, None)
+    return probs
+
+
+@_filter_probs_op.register_fake
+def _filter_probs_fake(logits: Tensor, *args: Tensor) -> Tensor:
+    return logits.new_empty(logits.shape, dtype=torch.float32)
+
+
+def _row_tensor(
+    value: float | int | Tensor, rows: int, dtype: torch.dtype, device: torch.device, name: str
+) -> Tensor:
+    if isinstance(value, Tensor):
+        t = value.to(device=device, dtype=dtype)
+        if t.dim() == 0:
+            t = t.expand(rows)
+        if t.shape != (rows,):
+            raise ValueError(
+                f"{name} must be a scalar or have shape ({rows},), got {tuple(t.shape)}"
+            )
+        return t.contiguous()
+    return torch.full((rows,), value, dtype=dtype, device=device)
+
+
+def _prepare(
+    logits: Tensor, squeeze: bool, history: Tensor | None, values: dict[str, float | int | Tensor]
+) -> tuple[Tensor, list[Tensor], Tensor]:
+    rows, dev = logits.shape[0], logits.device
+    params = [
+        _row_tensor(values["temperature"], rows, torch.float32, dev, "temperature"),
+        _row_tensor(values["top_k"], rows, torch.int32, dev, "top_k"),
+        *(_row_tensor(values[n], rows, torch.float32, dev, n) for n in _FLOAT_PARAMS[1:]),
+    ]
+    if history is None:
+        hist = torch.empty((rows, 0), dtype=torch.int64, device=dev)
+    else:
+        hist = history.to(device=dev, dtype=torch.int64)
+        if squeeze and hist.dim() == 1:
+            hist = hist.unsqueeze(0)
+    return logits, params, hist
+
+
+def sample(
+    logits: Tensor,
+    *,
+    seed: int | Tensor,
+    stream: int | Tensor = 0,
+    step: int | Tensor = 0,
+    temperature: float | Tensor = 1.0,
+    top_k: int | Tensor = 0,
+    top_p: float | Tensor = 1.0,
+    min_p: float | Tensor = 0.0,
+    repetition_penalty: float | Tensor = 1.0,
+    presence_penalty: float | Tensor = 0.0,
+    frequency_penalty: float | Tensor = 0.0,
+    history: Tensor | None = None,
+) -> Tensor:
+    """Draws one token per row of ``logits`` (``(V,)`` or ``(rows, V)``) with the op
+    ``torch.ops.aigc.sample``.
+
+    Scalars are broadcast to every row; tensors give one value per row. Keys
+    (``seed``, ``stream``, ``step``) are int64 values read as uint64. Returns
+    int64 token ids: shape ``()`` for 1-D logits, ``(rows,)`` otherwise.
+    """
+    squeeze = logits.dim() == 1
+    x = logits.unsqueeze(0) if squeeze else logits
+    values: dict[str, float | int | Tensor] = {
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "min_p": min_p,
+        "repetition_penalty": repetition_penalty,
+        "presence_penalty": presence_penalty,
+        "frequency_penalty": frequency_penalty,
+    }
+    x, params, hist = _prepare(x, squeeze, history, values)
+    rows, dev = x.shape[0], x.device
+    keys = [
+        _row_tensor(v, rows, torch.int64, dev, n)
+        for n, v in (("seed", seed), ("stream", stream), ("step", step))
+    ]
+    out: Tensor = torch.ops.aigc.sample(x, *params, *keys, hist)
+    return out[0] if squeeze else out
+
+
+def filter_probs(
+    logits: Tensor,
+    *,
+    temperature: float | Tensor = 1.0,
+    top_k: int | Tensor = 0,
+    top_p: float | Tensor = 1.0,
+    min_p: float | Tensor = 0.0,
+    repetition_penalty: float | Tensor = 1.0,
+    presence_penalty: float | Tensor = 0.0,
+    frequency_penalty: float | Tensor = 0.0,
+    history: Tensor | None = None,
+) -> Tensor:
+    """The distribution :func:`sample` draws from (float32, shaped like ``logits``), via
+    ``torch.ops.aigc.filter_probs``."""
+    squeeze = logits.dim() == 1
+    x = logits.unsqueeze(0) if squeeze else logits
+    values: dict[str, float | int | Tensor] = {
+        "temperature": temperature,
+        "top_k": top_k,
+        "top_p": top_p,
+        "min_p": min_p,
+        "repetition_penalty": repetition_penalty,
+        "presence_penalty": presence_penalty,
+        "frequency_penalty": frequency_penalty,
+    }
+    x, params, hist = _prepare(x, squeeze, history, values)
+    out: Tensor = torch.ops.aigc.filter_probs(x, *params, hist)
+    return out[0] if squeeze else out

@@ -1,0 +1,412 @@
+// ARPA reading and writing.
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <numeric>
+
+#include "core_error.hpp"
+#include "ngram/io_util.hpp"
+#include "ngram/model.hpp"
+
+namespace aigc::ngram {
+
+namespace {
+
+class LineReader {
+ public:
+  LineReader(std::string_view text, const std::string& name) : text_(text), name_(name) {}
+  // Next line without its terminator; false at end of input.
+  bool next(std::string_view& line) {
+    if (pos_ >= text_.size()) {
+      ++line_no_;
+      return false;
+    }
+    std::size_t nl = text_.find('\n', pos_);
+    std::size_t end = nl == std::string_view::npos ? text_.size() : nl;
+    line = text_.substr(pos_, end - pos_);
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+    pos_ = nl == std::string_view::npos ? text_.size() : nl + 1;
+    ++line_no_;
+    return true;
+  }
+  [[noreturn]] void fail(const std::string& what) const {
+    throw FormatError(name_ + ": line " + std::to_string(line_no_) + ": " + what);
+  }
+  [[noreturn]] void fail_found(const std::string& expected, std::string_view line) const {
+    fail("expected " + expected + ", found '" + excerpt(line) + "'");
+  }
+  [[noreturn]] void fail_eof(const std::string& expected) const {
+    fail("unexpected end of file (truncated ARPA file?); expected " + expected);
+  }
+  std::size_t line_no() const { return line_no_; }
+
+ private:
+  std::string_view text_;
+  const std::string& name_;
+  std::size_t pos_ = 0;
+  std::size_t line_no_ = 0;
+};
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+  while (!s.empty() && (s.back() == ' ' || s.back() == '\t' || s.back() == '\r')) s.remove_suffix(1);
+  return s;
+}
+
+bool parse_float(std::string_view s, float& out) {
+  if (s.empty()) return false;
+  const char* b = s.data();
+  const char* e = b + s.size();
+  if (*b == '+') ++b;
+  auto r = std::from_chars(b, e, out);
+  if (r.ec == std::errc::result_out_of_range) {
+    // Denormal or huge: fall back to strtof semantics.
+    out = std::strtof(std::string(s).c_str(), nullptr);
+    return true;
+  }
+  return r.ec == std::errc() && r.ptr == e;
+}
+
+// Splits on runs of spaces and tabs.
+std::size_t split_fields(std::string_view line, std::string_view* fields, std::size_t max_fields) {
+  std::size_t n = 0, i = 0;
+  while (i < line.size()) {
+    while (i < line.size() && (line[i] == ' ' || line[i] == '\t')) ++i;
+    if (i >= line.size()) break;
+    std::size_t b = i;
+    while (i < line.size() && line[i] != ' ' && line[i] != '\t') ++i;
+    if (n == max_fields) return max_fields + 1;
+    fields[n++] = line.substr(b, i - b);
+  }
+  return n;
+}
+
+struct Entries {
+  std::size_t n = 0;  // words per entry
+  std::vector<std::uint32_t> ids;
+  std::vector<float> prob, backoff;
+  std::size_t size() const { return n ? ids.size() / n : 0; }
+  const std::uint32_t* at(std::size_t i) const { return ids.data() + i * n; }
+};
+
+void sort_entries(Entries& e) {
+  std::size_t m = e.size(), n = e.n;
+  std::vector<std::uint32_t> perm(m);
+  std::iota(perm.begin(), perm.end(), 0u);
+  std::sort(perm.begin(), perm.end(), [&](std::uint32_t a, std::uint32_t b) {
+    return std::lexicographical_compare(e.at(a), e.at(a) + n, e.at(b), e.at(b) + n);
+  });
+  Entries s;
+  s.n = n;
+  s.ids.resize(m * n);
+  s.prob.resize(m);
+  s.backoff.resize(m);
+  for (std::size_t i = 0; i < m; ++i) {
+    std::memcpy(&s.ids[i * n], e.at(perm[i]), n * sizeof(std::uint32_t));
+    s.prob[i] = e.prob[perm[i]];
+    s.backoff[i] = e.backoff[perm[i]];
+  }
+  e = std::move(s);
+}
+
+// Index of `key` (n words) in sorted entries, or kNoWord.
+std::uint32_t find_entry(const Entries& e, const std::uint32_t* key) {
+  std::size_t lo = 0, hi = e.size();
+  while (lo < hi) {
+    std::size_t mid = (lo + hi) / 2;
+    if (std::lexicographical_compare(e.at(mid), e.at(mid) + e.n, key, key + e.n))
+      lo = mid + 1;
+    else
+      hi = mid;
+  }
+  if (lo < e.size() && std::equal(key, key + e.n, e.at(lo))) return static_cast<std::uint32_t>(lo);
+  return kNoWord;
+}
+
+}  // namespace
+
+Model Model::read_arpa(const std::string& path) {
+  std::string text = read_file(path);
+  return parse_arpa(text, path);
+}
+
+Model Model::parse_arpa(std::string_view text, const std::string& name) {
+  LineReader in(text, name);
+  std::string_view line;
+  // Header.
+  for (;;) {
+    if (!in.next(line)) in.fail_eof("the '\\data\\' header");
+    if (trim(line) == "\\data\\") break;
+  }
+  std::vector<std::uint64_t> declared;
+  for (;;) {
+    if (!in.next(line)) in.fail_eof("'ngram N=count' lines or '\\1-grams:'");
+    std::string_view t = trim(line);
+    if (t.empty()) {
+      if (declared.empty()) continue;
+      break;
+    }
+    if (t.substr(0, 6) != "ngram ") {
+      if (!declared.empty() && t == "\\1-grams:") break;
+      in.fail_found("'ngram " + std::to_string(declared.size() + 1) + "=count'", line);
+    }
+    std::string_view rest = trim(t.substr(6));
+    std::size_t eq = rest.find('=');
+    unsigned long long n = 0, c = 0;
+    auto r1 = std::from_chars(rest.data(), rest.data() + (eq == std::string_view::npos ? 0 : eq), n);
+    std::string_view cs = eq == std::string_view::npos ? std::string_view() : trim(rest.substr(eq + 1));
+    auto r2 = std::from_chars(cs.data(), cs.data() + cs.size(), c);
+    if (eq == std::string_view::npos || r1.ec != std::errc() || r2.ec != std::errc() ||
+        r2.ptr != cs.data() + cs.size())
+      in.fail_found("'ngram " + std::to_string(declared.size() + 1) + "=count'", line);
+    if (n != declared.size() + 1)
+      in.fail("expected 'ngram " + std::to_string(declared.size() + 1) + "=count', found order " +
+              std::to_string(n));
+    if (n > static_cast<unsigned long long>(kMaxOrder))
+      in.fail("order " + std::to_string(n) + " is above the supported maximum " +
+              std::to_string(kMaxOrder));
+    declared.push_back(c);
+  }
+  if (declared.empty()) in.fail("no 'ngram N=count' lines after '\\data\\'");
+  const std::size_t order = declared.size();
+  if (declared[0] == 0) in.fail("the model declares no 1-grams");
+
+  Model m;
+  Vocabulary& vocab = m.vocab_;
+  vocab.reserve(declared[0] + 3, declared[0] * 8);
+  vocab.insert(kUnkWord);
+  vocab.insert(kBosWord);
+  vocab.insert(kEosWord);
+  std::vector<Entries> levels(order);
+  bool header_consumed = false;  // "\1-grams:" may have ended the header loop
+  {
+    std::string_view t = trim(line);
+    header_consumed = (t == "\\1-grams:");
+  }
+  std::vector<char> seen_unigram;
+  std::string_view fields[kMaxOrder + 3];
+  for (std::size_t n = 1; n <= order; ++n) {
+    std::string head = "\\" + std::to_string(n) + "-grams:";
+    if (!(n == 1 && header_consumed)) {
+      for (;;) {
+        if (!in.next(line)) in.fail_eof("'" + head + "'");
+        std::string_view t = trim(line);
+        if (t.empty()) continue;
+        if (t != head) in.fail_found("'" + head + "'", line);
+        break;
+      }
+    }
+    Entries& e = levels[n - 1];
+    e.n = n;
+    e.ids.reserve(declared[n - 1] * n);
+    e.prob.reserve(declared[n - 1]);
+    e.backoff.reserve(declared[n - 1]);
+    std::uint32_t ids[kMaxOrder];
+    for (std::uint64_t i = 0; i < declared[n - 1]; ++i) {
+      std::string what = std::to_string(n) + "-gram " + std::to_string(i + 1) + " of " +
+                         std::to_string(declared[n - 1]);
+      if (!in.next(line)) in.fail_eof(what);
+      std::size_t nf = split_fields(line, fields, n + 2);
+      bool has_backoff = nf == n + 2;
+      if (nf < n + 1 || nf > n + 2 || (has_backoff && n == order))
+        in.fail_found(what + " as 'log10prob<TAB>" + std::to_string(n) + " words" +
+                          (n < order ? "[<TAB>backoff]'" : "'"),
+                      line);
+      float prob, backoff = 0.0f;
+      if (!parse_float(fields[0], prob)) in.fail_found("a log10 probability", fields[0]);
+      if (has_backoff && !parse_float(fields[n + 1], backoff))
+        in.fail_found("a log10 backoff", fields[n + 1]);
+      if (std::isnan(prob) || prob > 0.0f) in.fail_found("a log10 probability <= 0", fields[0]);
+      if (std::isnan(backoff)) in.fail_found("a log10 backoff", fields[n + 1]);
+      for (std::size_t k = 0; k < n; ++k) {
+        if (n == 1) {
+          std::size_t before = vocab.size();
+          ids[0] = vocab.insert(fields[1]);
+          if (seen_unigram.size() < vocab.size()) seen_unigram.resize(vocab.size(), 0);
+          if (seen_unigram[ids[0]] && vocab.size() == before)
+            in.fail("duplicate 1-gram '" + excerpt(fields[1]) + "'");
+          seen_unigram[ids[0]] = 1;
+        } else {
+          ids[k] = vocab.find(fields[k + 1]);
+          if (ids[k] == kNoWord)
+            in.fail("word '" + excerpt(fields[k + 1]) + "' of " + what + " is not in the 1-grams");
+        }
+      }
+      e.ids.insert(e.ids.end(), ids, ids + n);
+      e.prob.push_back(prob);
+      e.backoff.push_back(backoff);
+    }
+  }
+  for (;;) {
+    if (!in.next(line)) in.fail_eof("'\\end\\' after " + std::to_string(declared.back()) + " " +
+                                    std::to_string(order) + "-grams");
+    std::string_view t = trim(line);
+    if (t.empty()) continue;
+    if (t != "\\end\\") in.fail_found("'\\end\\' (more n-grams than declared?)", line);
+    break;
+  }
+
+  // Unigrams: index = id. Specials missing from the file get log10 prob -100
+  // (as KenLM does for a missing <unk>).
+  const std::size_t v = vocab.size();
+  seen_unigram.resize(v, 0);
+  Level l0;
+  l0.word.resize(v);
+  std::iota(l0.word.begin(), l0.word.end(), 0u);
+  l0.prob.assign(v, -100.0f);
+  l0.backoff.assign(v, 0.0f);
+  {
+    const Entries& e = levels[0];
+    for (std::size_t i = 0; i < e.size(); ++i) {
+      l0.prob[e.ids[i]] = e.prob[i];
+      l0.backoff[e.ids[i]] = e.backoff[i];
+    }
+  }
+  // Sort higher orders; add "blank" entries for missing prefixes (a context
+  // absent from a pruned file), top down so their own prefixes are added too.
+  for (std::size_t n = order; n >= 2; --n) sort_entries(levels[n - 1]);
+  for (std::size_t n = order; n >= 3; --n) {
+    Entries& hi = levels[n - 1];
+    Entries& lo = levels[n - 2];
+    Entries added;
+    added.n = n - 1;
+    for (std::size_t i = 0; i < hi.size(); ++i) {
+      const std::uint32_t* key = hi.at(i);
+      if (i > 0 && std::equal(key, key + n - 1, hi.at(i - 1))) continue;
+      if (find_entry(lo, key) != kNoWord) continue;
+      added.ids.insert(added.ids.end(), key, key + n - 1);
+      added.prob.push_back(std::numeric_limits<float>::quiet_NaN());
+      added.backoff.push_back(0.0f);
+    }
+    if (added.size()) {
+      lo.ids.insert(lo.ids.end(), added.ids.begin(), added.ids.end());
+      lo.prob.insert(lo.prob.end(), added.prob.begin(), added.prob.end());
+      lo.backoff.insert(lo.backoff.end(), added.backoff.begin(), added.backoff.end());
+      sort_entries(lo);
+    }
+  }
+  for (std::size_t n = 2; n <= order; ++n) {
+    const Entries& e = levels[n - 1];
+    for (std::size_t i = 1; i < e.size(); ++i)
+      if (std::equal(e.at(i), e.at(i) + n, e.at(i - 1))) {
+        std::string words;
+        for (std::size_t k = 0; k < n; ++k) words += (k ? " " : "") + std::string(vocab.word(e.at(i)[k]));
+        throw FormatError(name + ": duplicate " + std::to_string(n) + "-gram '" + excerpt(words) + "'");
+      }
+  }
+  // Build the trie.
+  m.levels_.resize(order);
+  m.levels_[0] = std::move(l0);
+  for (std::size_t n = 2; n <= order; ++n) {
+    Entries& e = levels[n - 1];
+    Level& lv = m.levels_[n - 1];
+    Level& parent = m.levels_[n - 2];
+    const std::size_t cnt = e.size();
+    lv.word.resize(cnt);
+    lv.prob = std::move(e.prob);
+    if (n < order) lv.backoff = std::move(e.backoff);
+    parent.child.assign(parent.size() + 1, 0);
+    // Parents in sorted order: level n-2's node order is the sorted order of
+    // its entries (by id at level 0).
+    const Entries* pe = n >= 3 ? &levels[n - 2] : nullptr;
+    std::size_t p = 0;
+    for (std::size_t i = 0; i < cnt; ++i) {
+      const std::uint32_t* key = e.at(i);
+      lv.word[i] = key[n - 1];
+      std::size_t pi;
+      if (n == 2) {
+        pi = key[0];
+      } else {
+        while (p < pe->size() && std::lexicographical_compare(pe->at(p), pe->at(p) + n - 1, key, key + n - 1)) ++p;
+        pi = p;  // exists: blanks were added above
+      }
+      ++parent.child[pi + 1];
+    }
+    for (std::size_t i = 1; i < parent.child.size(); ++i) parent.child[i] += parent.child[i - 1];
+    if (n >= 3) levels[n - 2].ids.clear(), levels[n - 2].ids.shrink_to_fit();
+  }
+  if (order >= 2) {
+    // Keep level (order-1)'s ids until the blank-probability pass below.
+  }
+  // Probabilities of blank entries: what backing off gives.
+  for (std::size_t n = 2; n < order; ++n) {
+    Level& lv = m.levels_[n - 1];
+    bool any = false;
+    for (float p : lv.prob) any |= std::isnan(p);
+    if (!any) continue;
+    // Walk the nodes with their word sequences (parents by child ranges).
+    std::vector<std::vector<std::uint32_t>> parent_of(n);
+    for (std::size_t k = 1; k < n; ++k) {
+      const Level& pl = m.levels_[k - 1];
+      parent_of[k].resize(m.levels_[k].size());
+      for (std::uint32_t q = 0; q < pl.size(); ++q)
+        for (std::uint32_t c = pl.child[q]; c < pl.child[q + 1]; ++c) parent_of[k][c] = q;
+    }
+    for (std::uint32_t i = 0; i < lv.size(); ++i) {
+      if (!std::isnan(lv.prob[i])) continue;
+      std::uint32_t ids[kMaxOrder];
+      std::uint32_t node = i;
+      for (std::size_t k = n; k-- > 0;) {
+        ids[k] = m.levels_[k].word[node];
+        if (k) node = parent_of[k][node];
+      }
+      // prob = backoff(w1..w_{n-1}) + log10 p(w_n | w2..w_{n-1}).
+      std::uint32_t ctx = ids[0];
+      for (std::size_t k = 1; k + 1 < n; ++k) ctx = m.find_child(k - 1, ctx, ids[k]);
+      State s;
+      for (std::size_t k = 1; k + 1 < n; ++k) m.advance(s, ids[k]);
+      lv.prob[i] = m.levels_[n - 2].backoff[ctx] + m.score_word(s, ids[n - 1], s);
+    }
+  }
+  return m;
+}
+
+void Model::write_arpa(const std::string& path) const {
+  FileWriter out(path);
+  const int n_order = order();
+  std::string head = "\\data\\\n";
+  for (int n = 1; n <= n_order; ++n)
+    head += "ngram " + std::to_string(n) + "=" + std::to_string(levels_[n - 1].size()) + "\n";
+  out.write(head);
+  std::vector<std::vector<std::uint32_t>> parent_of(n_order);
+  for (int k = 1; k < n_order; ++k) {
+    const Level& pl = levels_[k - 1];
+    parent_of[k].resize(levels_[k].size());
+    for (std::uint32_t q = 0; q < pl.size(); ++q)
+      for (std::uint32_t c = pl.child[q]; c < pl.child[q + 1]; ++c) parent_of[k][c] = q;
+  }
+  std::string buf;
+  char num[48];
+  for (int n = 1; n <= n_order; ++n) {
+    out.write("\n\\" + std::to_string(n) + "-grams:\n");
+    const Level& lv = levels_[n - 1];
+    const bool with_backoff = n < n_order;
+    for (std::uint32_t i = 0; i < lv.size(); ++i) {
+      buf.clear();
+      buf.append(num, format_float(lv.prob[i], num));
+      buf.push_back('\t');
+      std::uint32_t ids[kMaxOrder];
+      std::uint32_t node = i;
+      for (int k = n; k-- > 0;) {
+        ids[k] = levels_[k].word[node];
+        if (k) node = parent_of[k][node];
+      }
+      for (int k = 0; k < n; ++k) {
+        if (k) buf.push_back(' ');
+        buf.append(vocab_.word(ids[k]));
+      }
+      if (with_backoff) {
+        buf.push_back('\t');
+        buf.append(num, format_float(lv.backoff[i], num));
+      }
+      buf.push_back('\n');
+      out.write(buf);
+    }
+  }
+  out.write("\n\\end\\\n");
+  out.close();
+}
+
+}  // namespace aigc::ngram

@@ -1,0 +1,73 @@
+#pragma once
+// Next-token candidates and the generation loop of an n-gram model.
+//
+// Exact top-k without the full distribution: after a context with suffix
+// nodes c_1..c_K (longest last), a word w's log10 score is
+//   s_j(w) = p_j(w)                 if w extends c_j (an explicit n-gram),
+//   s_j(w) = bo(c_j) + s_{j-1}(w)   otherwise,      with s_0 = the unigram.
+// So the words in descending s_K order are a merge of c_K's children in
+// descending probability and (shifted by bo(c_K)) the words in descending
+// s_{K-1} order that are not children of c_K, recursively down to a sorted
+// unigram list. TopKIndex holds the per-node orders by probability.
+#include <cstdint>
+#include <vector>
+
+#include "ngram/model.hpp"
+#include "sampling/sampling.hpp"
+
+namespace aigc::ngram {
+
+class TopKIndex {
+ public:
+  TopKIndex(const Model& model, unsigned threads);
+  // Writes up to k candidates (ids and log10 scores, best first; ties by id)
+  // and returns how many. Never returns <s>; returns <unk> only if allow_unk.
+  std::size_t top_k(const State& state, std::size_t k, bool allow_unk, std::uint32_t* ids,
+                    float* scores) const;
+  const Model& model() const { return model_; }
+
+ private:
+  const Model& model_;
+  std::vector<std::uint32_t> unigram_order_;
+  // by_prob_[k] (k >= 1): the nodes of level k, each parent's range sorted by
+  // descending probability.
+  std::vector<std::vector<std::uint32_t>> by_prob_;
+};
+
+// The row sampler used by generate(): the contract of sampling::sample_row.
+using RowSampler = std::int32_t (*)(const float* logits, std::int64_t n,
+                                    const sampling::SamplingParams& params,
+                                    const std::int32_t* history, std::int64_t history_len,
+                                    const sampling::DrawKey& key, void* scratch);
+using ScratchBytes = std::size_t (*)(std::int64_t n);
+
+// A simple seeded sampler with the same contract, used until the shared
+// sampler is linked in: penalties, temperature (0 = greedy), top-k, top-p,
+// min-p, one draw from a counter-based generator keyed by (seed, stream, step).
+std::int32_t fallback_sample_row(const float* logits, std::int64_t n,
+                                 const sampling::SamplingParams& params,
+                                 const std::int32_t* history, std::int64_t history_len,
+                                 const sampling::DrawKey& key, void* scratch);
+std::size_t fallback_scratch_bytes(std::int64_t n);
+
+struct GenerateOptions {
+  std::size_t max_tokens = 32;
+  sampling::SamplingParams params;
+  std::uint64_t seed = 0;
+  std::uint64_t stream = 0;
+  bool bos = true;          // the context starts with <s>
+  bool stop_at_eos = true;  // stop at </s> (not returned); else </s> is returned and a new sentence begins
+  bool allow_unk = false;   // may <unk> be generated
+  RowSampler sampler = &fallback_sample_row;
+  ScratchBytes scratch_bytes = &fallback_scratch_bytes;
+};
+
+// Generates after the prompt ids. With params.top_k in (0, vocab) the row is
+// the exact top-k candidates (plus, when a penalty is on, the top-(k+|H|)
+// and the history tokens H, so penalties see every token that could enter
+// the top k); otherwise the full distribution. `index` is needed for top-k.
+std::vector<std::uint32_t> generate(const Model& model, const TopKIndex* index,
+                                    const std::uint32_t* prompt, std::size_t prompt_len,
+                                    const GenerateOptions& options);
+
+}  // namespace aigc::ngram

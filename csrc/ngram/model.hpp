@@ -1,0 +1,121 @@
+#pragma once
+// The n-gram language model: a forward trie of sorted arrays, one Level per
+// order, with KenLM's backoff query semantics.
+//
+// Level k (0-based) holds the (k+1)-grams. Level 0 is indexed by word id.
+// The children of node i at level k are the nodes [child[i], child[i+1]) of
+// level k+1, sorted by word: the (k+2)-grams that extend the (k+1)-gram i by
+// one word on the right. prob and backoff are log10 (backoff is absent at the
+// highest level).
+#include <cmath>
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "ngram/text.hpp"
+#include "ngram/vocab.hpp"
+
+namespace aigc::ngram {
+
+// Highest supported order.
+constexpr int kMaxOrder = 8;
+
+struct Level {
+  std::vector<std::uint32_t> word;
+  std::vector<std::uint32_t> child;  // size() + 1 entries below the highest level
+  std::vector<float> prob;
+  std::vector<float> backoff;        // empty at the highest level
+  std::size_t size() const { return word.size(); }
+};
+
+// A query state: the trie nodes of the context suffixes, most recent first.
+// node[k] is the level-k node of the (k+1) most recent words; len of them are
+// valid (the longer suffixes are not in the model).
+struct State {
+  std::uint32_t len = 0;
+  std::uint32_t node[kMaxOrder] = {};
+};
+
+// Totals of a scored corpus as KenLM's `query` reports them.
+struct PerplexityStats {
+  double log10_prob = 0;      // sum over all tokens (words and </s>)
+  double oov_log10_prob = 0;  // sum over the OOV tokens only
+  std::uint64_t tokens = 0;   // words + one </s> per sentence
+  std::uint64_t oov = 0;
+  std::uint64_t sentences = 0;
+  double perplexity() const { return std::pow(10.0, -log10_prob / double(tokens)); }
+  double perplexity_excluding_oov() const {
+    return std::pow(10.0, -(log10_prob - oov_log10_prob) / double(tokens - oov));
+  }
+};
+
+void check_order(long order);
+
+class Model {
+ public:
+  Model() = default;
+  Model(const Model&) = delete;
+  Model& operator=(const Model&) = delete;
+  Model(Model&&) = default;
+  Model& operator=(Model&&) = default;
+
+  int order() const { return static_cast<int>(levels_.size()); }
+  std::size_t vocab_size() const { return vocab_.size(); }
+  const Vocabulary& vocab() const { return vocab_; }
+  TokenMode mode() const { return mode_; }
+  void set_mode(TokenMode m) { mode_ = m; }
+  const std::vector<Level>& levels() const { return levels_; }
+  std::vector<std::uint64_t> counts() const;
+
+  // Word id of `word`, kUnk if absent.
+  std::uint32_t index(std::string_view word) const {
+    std::uint32_t id = vocab_.find(word);
+    return id == kNoWord ? kUnk : id;
+  }
+
+  // Child of node `parent` of level `level` with `word`, or kNoWord.
+  std::uint32_t find_child(std::size_t level, std::uint32_t parent, std::uint32_t word) const;
+
+  State null_state() const { return State{}; }
+  State begin_sentence_state() const;
+  // Advances `state` over `word` without scoring (for prompts).
+  void advance(State& state, std::uint32_t word) const { (void)score_word(state, word, state); }
+  // log10 p(word | state); writes the state after `word` to `out` (may alias `in`).
+  float score_word(const State& in, std::uint32_t word, State& out) const;
+
+  // log10 probability of a tokenised sentence (ids), with <s> context and </s>.
+  double score_ids(const std::uint32_t* ids, std::size_t n, bool bos, bool eos) const;
+  double score_text(std::string_view sentence, bool bos, bool eos) const;
+  // Scores many sentences with `threads` threads.
+  std::vector<double> score_batch(const std::vector<std::string_view>& sentences, bool bos, bool eos,
+                                  unsigned threads) const;
+  // KenLM query's totals over a text of one sentence per line.
+  PerplexityStats perplexity(std::string_view text, unsigned threads) const;
+
+  // Natural-log next-token distribution after `state` over all vocab_size()
+  // ids (<s> gets -inf).
+  void next_logprobs(const State& state, float* out) const;
+
+  // Building and I/O.
+  static Model read_arpa(const std::string& path);
+  static Model parse_arpa(std::string_view text, const std::string& name);
+  void write_arpa(const std::string& path) const;
+  std::string to_arpa() const;
+  void save_binary(const std::string& path) const;
+  static Model load_binary(const std::string& path);
+
+  // Construction by the estimator and the readers.
+  Vocabulary& mutable_vocab() { return vocab_; }
+  std::vector<Level>& mutable_levels() { return levels_; }
+
+ private:
+  Vocabulary vocab_;
+  std::vector<Level> levels_;
+  TokenMode mode_ = TokenMode::kWord;
+};
+
+// Binary format version written by save_binary.
+constexpr std::uint32_t kBinaryVersion = 1;
+
+}  // namespace aigc::ngram

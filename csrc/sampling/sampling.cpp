@@ -1,0 +1,898 @@
+// The CPU token sampler: penalties, temperature, top-k, top-p, min-p, one draw.
+//
+// No full sort. A row is read once for its maximum (or, with top-k, once for
+// a running k-th-largest threshold kept in a min-heap, skipping 64-score
+// blocks whose maximum is below it); every later step works only on the
+// surviving candidates. The top-p threshold is a selection by mass: a radix
+// histogram over the float bits of the weights (ties stay together), built
+// exactly only for a bracket found from a sample (checked, with retries and a
+// full-histogram fallback), refined by two more radix levels, and a sort only
+// for the last few hundred candidates.
+#include "sampling/sampling.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <stdexcept>
+#include <string>
+
+#if defined(__x86_64__) || defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+#include "parallel.hpp"
+#include "sampling/row_common.hpp"
+
+namespace aigc::sampling {
+namespace {
+
+constexpr std::int64_t kBlock = 64;          // scores per block in full-row passes
+constexpr std::int64_t kSortLimit = 512;     // candidates sorted outright in mass selection
+constexpr std::int64_t kParallelGrain = 1 << 15;  // scores per thread at least
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+std::size_t align64(std::size_t x) { return (x + 63) & ~static_cast<std::size_t>(63); }
+
+struct Scratch {
+  float* row;           // n: penalised copy of the row
+  std::int32_t* idx;    // n: candidate ids; penalty counts before that
+  float* w;             // n: weights
+  float* tmp;           // n: heap, mass-selection buffer
+  double* block_sums;   // n / kBlock + 1
+};
+
+Scratch carve(void* scratch, std::int64_t n) {
+  auto base = reinterpret_cast<std::uintptr_t>(scratch);
+  char* p = reinterpret_cast<char*>(align64(base));
+  const std::size_t fn = align64(static_cast<std::size_t>(n) * 4);
+  Scratch s;
+  s.row = reinterpret_cast<float*>(p);
+  s.idx = reinterpret_cast<std::int32_t*>(p + fn);
+  s.w = reinterpret_cast<float*>(p + 2 * fn);
+  s.tmp = reinterpret_cast<float*>(p + 3 * fn);
+  s.block_sums = reinterpret_cast<double*>(p + 4 * fn);
+  return s;
+}
+
+std::string fmt(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
+[[noreturn]] void throw_param_error(int code, const SamplingParams& p) {
+  switch (code) {
+    case kBadTemperature:
+      throw std::invalid_argument("temperature must be finite and >= 0 (0 = greedy), got " +
+                                  fmt(p.temperature));
+    case kBadTopP:
+      throw std::invalid_argument("top_p must be > 0 (>= 1 disables it), got " + fmt(p.top_p));
+    case kBadMinP:
+      throw std::invalid_argument("min_p must be <= 1 (<= 0 disables it), got " + fmt(p.min_p));
+    case kBadRepetition:
+      throw std::invalid_argument("repetition_penalty must be finite and > 0 (1 disables it), got " +
+                                  fmt(p.repetition_penalty));
+    case kBadPresence:
+      throw std::invalid_argument("presence_penalty must be finite, got " + fmt(p.presence_penalty));
+    default:
+      throw std::invalid_argument("frequency_penalty must be finite, got " +
+                                  fmt(p.frequency_penalty));
+  }
+}
+
+void check_row_args(std::int64_t n, const SamplingParams& params, const std::int32_t* history,
+                    std::int64_t history_len) {
+  if (n <= 0) throw std::invalid_argument("a row needs at least one score, got n = " + std::to_string(n));
+  if (n > std::numeric_limits<std::int32_t>::max())
+    throw std::invalid_argument("rows of more than 2^31 - 1 scores are not supported, got n = " +
+                                std::to_string(n));
+  const int code = check_params(params);
+  if (code != kParamOk) throw_param_error(code, params);
+  if (history_len < 0) throw std::invalid_argument("history_len must be >= 0, got " + std::to_string(history_len));
+  if (history_len > 0 && history == nullptr)
+    throw std::invalid_argument("history is null but history_len = " + std::to_string(history_len));
+  for (std::int64_t j = 0; j < history_len; ++j) {
+    if (history[j] >= n)
+      throw std::invalid_argument("history token id " + std::to_string(history[j]) + " at position " +
+                                  std::to_string(j) + " is out of range for a row of " +
+                                  std::to_string(n) + " scores");
+  }
+}
+
+// Copies the row to out and applies the penalties of the (checked) history;
+// counts (n int32) is used as scratch, only at the history's ids.
+void apply_penalties(const float* logits, std::int64_t n, const SamplingParams& p,
+                     const std::int32_t* history, std::int64_t history_len, float* out,
+                     std::int32_t* counts) {
+  std::memcpy(out, logits, static_cast<std::size_t>(n) * sizeof(float));
+  for (std::int64_t j = 0; j < history_len; ++j)
+    if (history[j] >= 0) counts[history[j]] = 0;
+  for (std::int64_t j = 0; j < history_len; ++j)
+    if (history[j] >= 0) ++counts[history[j]];
+  for (std::int64_t j = 0; j < history_len; ++j) {
+    const std::int32_t t = history[j];
+    if (t < 0 || counts[t] == 0) continue;
+    out[t] = penalised_logit(logits[t], counts[t], p.repetition_penalty, p.presence_penalty,
+                             p.frequency_penalty);
+    counts[t] = 0;  // once per distinct token
+  }
+}
+
+[[noreturn]] void throw_bad_row(const float* x, std::int64_t n) {
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (is_nan(x[i])) throw std::invalid_argument("NaN logit at index " + std::to_string(i));
+    if (x[i] == kInf)
+      throw std::invalid_argument("+inf logit at index " + std::to_string(i) +
+                                  " (logits must be finite or -inf)");
+  }
+  throw std::invalid_argument("no finite logit in the row (all " + std::to_string(n) +
+                              " scores are -inf)");
+}
+
+// ---------------------------------------------------------------- vector kernels
+// GCC/Clang vector extensions (8 floats): SSE2 code by default, and an AVX2
+// clone picked at load time where the CPU has it (target_clones). No FMA in
+// either, so both compute the same bits as the scalar functions of
+// row_common.hpp, and a draw does not depend on the machine's vector width.
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
+#define AIGC_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define AIGC_CLONES
+#endif
+
+// The helpers below pass 32-byte vectors by value between internal-linkage
+// functions only, so GCC's note about the AVX calling convention is moot.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define AIGC_VEC static inline __attribute__((always_inline))
+typedef float VF __attribute__((vector_size(32)));
+typedef std::int32_t VI __attribute__((vector_size(32)));
+constexpr int kW = 8;
+
+AIGC_VEC VF load(const float* p) {
+  VF v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+AIGC_VEC void store(float* p, const VF& v) { std::memcpy(p, &v, sizeof v); }
+AIGC_VEC float hmax(const VF& v) {
+  float m = v[0];
+  for (int l = 1; l < kW; ++l) m = v[l] > m ? v[l] : m;
+  return m;
+}
+AIGC_VEC float hsum(const VF& v) {
+  float s = 0.0f;
+  for (int l = 0; l < kW; ++l) s += v[l];
+  return s;
+}
+// Bit l set when lane l of the mask is set (lanes are 0 or -1).
+AIGC_VEC unsigned lane_mask(const VI& m) {
+#if defined(__x86_64__) || defined(__SSE__)
+  __m128 lo, hi;
+  std::memcpy(&lo, &m, sizeof lo);
+  std::memcpy(&hi, reinterpret_cast<const char*>(&m) + sizeof lo, sizeof hi);
+  return static_cast<unsigned>(_mm_movemask_ps(lo)) | (static_cast<unsigned>(_mm_movemask_ps(hi)) << 4);
+#else
+  unsigned r = 0;
+  for (int l = 0; l < kW; ++l) r |= static_cast<unsigned>(m[l] != 0) << l;
+  return r;
+#endif
+}
+AIGC_VEC bool any(const VI& m) { return lane_mask(m) != 0; }
+AIGC_VEC VF splat(float f) { return VF{f, f, f, f, f, f, f, f}; }
+AIGC_VEC VI splati(std::int32_t i) { return VI{i, i, i, i, i, i, i, i}; }
+
+// exp2_weight of row_common.hpp, 8 lanes, same operations in the same order.
+AIGC_VEC VF exp2_weight_v(const VF& t_in) {
+  const VI ok = t_in >= splat(kMinLog2Weight);
+  const VF t = (VF)((VI)t_in & ok);
+  const VF shifted = t + splat(kRoundMagic);
+  const VF n = shifted - splat(kRoundMagic);
+  const VF f = t - n;
+  VF p = splat(kC6);
+  p = p * f + splat(kC5);
+  p = p * f + splat(kC4);
+  p = p * f + splat(kC3);
+  p = p * f + splat(kC2);
+  p = p * f + splat(kC1);
+  p = p * f + splat(1.0f);
+  const VI e = ((VI)shifted - splati(static_cast<std::int32_t>(kRoundMagicBits - 127u))) << 23;
+  return (VF)((VI)(p * (VF)e) & ok);
+}
+
+// Maximum of a range; sets bad when it holds a NaN.
+AIGC_CLONES float range_max(const float* x, std::int64_t len, bool& bad) {
+  VF mx = splat(-kInf);
+  VF sum = splat(0.0f);  // NaN if a NaN was seen (or +-inf mixed: checked exactly)
+  std::int64_t i = 0;
+  for (; i + kW <= len; i += kW) {
+    const VF v = load(x + i);
+    mx = v > mx ? v : mx;
+    sum += v;
+  }
+  float m = hmax(mx);
+  bool any_nan = false;
+  if (any(sum != sum))
+    for (std::int64_t j = 0; j < i; ++j) any_nan |= (x[j] != x[j]);
+  for (; i < len; ++i) {
+    const float v = x[i];
+    m = v > m ? v : m;
+    any_nan |= (v != v);
+  }
+  if (any_nan) bad = true;
+  return m;
+}
+
+// The row maximum; throws on NaN, +inf and rows without a finite score.
+float checked_max(const float* x, std::int64_t n) {
+  bool bad = false;
+  const float m = range_max(x, n, bad);
+  if (bad || m == kInf || m == -kInf) throw_bad_row(x, n);
+  return m;
+}
+
+// Min-heap of floats (the k largest seen so far) with a replace-top operation.
+inline void sift_down(float* h, std::int64_t size, std::int64_t i) {
+  const float v = h[i];
+  for (;;) {
+    std::int64_t c = 2 * i + 1;
+    if (c >= size) break;
+    if (c + 1 < size && h[c + 1] < h[c]) ++c;
+    if (!(h[c] < v)) break;
+    h[i] = h[c];
+    i = c;
+  }
+  h[i] = v;
+}
+
+inline void sift_up(float* h, std::int64_t i) {
+  const float v = h[i];
+  while (i > 0) {
+    std::int64_t parent = (i - 1) / 2;
+    if (!(v < h[parent])) break;
+    h[i] = h[parent];
+    i = parent;
+  }
+  h[i] = v;
+}
+
+// Top-k candidates: writes to idx (ascending ids) every finite score >= the
+// k-th largest score (counted with multiplicity), returns their number and the
+// row maximum. heap holds k floats. Returns -1 for a row with a NaN, +inf or
+// no finite score.
+// One candidate of the top-k scan: pushes v (at id j) into the heap of the k
+// largest values when it reaches the running threshold thr.
+inline void top_k_offer(float v, std::int64_t j, std::int64_t k, float* heap, std::int64_t& size,
+                        float& thr, std::int32_t* idx, std::int64_t& count) {
+  if (!(v >= thr) || v == -kInf) return;
+  if (size < k) {
+    heap[size] = v;
+    sift_up(heap, size);
+    ++size;
+    if (size == k) thr = heap[0];
+  } else if (v > thr) {
+    heap[0] = v;
+    sift_down(heap, size, 0);
+    thr = heap[0];
+  }
+  idx[count++] = static_cast<std::int32_t>(j);
+}
+
+AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::int64_t k,
+                                          float* heap, std::int32_t* idx, float& max_out) {
+  std::int64_t size = 0, count = 0;
+  float thr = -kInf;
+  VF row_max = splat(-kInf);
+  VI nan = splati(0);
+  const VF neg_inf = splat(-kInf);
+  std::int64_t b = 0;
+  for (; b + kBlock <= n; b += kBlock) {
+    VF v[kBlock / kW];
+    for (int q = 0; q < kBlock / kW; ++q) v[q] = load(x + b + q * kW);
+    // A NaN makes the lane sums NaN (so do +inf with -inf, and overflow with
+    // -inf: such rows are re-checked exactly below).
+    VF sum = v[0];
+    VF mx = v[0];
+    for (int q = 1; q < kBlock / kW; ++q) {
+      sum += v[q];
+      mx = v[q] > mx ? v[q] : mx;
+    }
+    nan |= (sum != sum);
+    row_max = mx > row_max ? mx : row_max;
+    if (!any((mx >= splat(thr)) & (mx > neg_inf))) continue;  // nothing reaches the threshold
+    for (int q = 0; q < kBlock / kW; ++q) {
+      unsigned hits = lane_mask((v[q] >= splat(thr)) & (v[q] > neg_inf));
+      while (hits) {
+        const int l = __builtin_ctz(hits);
+        hits &= hits - 1;
+        top_k_offer(x[b + q * kW + l], b + q * kW + l, k, heap, size, thr, idx, count);
+      }
+    }
+  }
+  float m = hmax(row_max);
+  bool bad = false;
+  if (any(nan)) {  // possibly a NaN: look exactly
+    for (std::int64_t i = 0; i < b; ++i) bad |= (x[i] != x[i]);
+  }
+  for (; b < n; ++b) {
+    const float v = x[b];
+    m = v > m ? v : m;
+    bad |= (v != v);
+    top_k_offer(v, b, k, heap, size, thr, idx, count);
+  }
+  // Thrown by the caller: unwinding through a target_clones function aborts.
+  if (bad || m == kInf || m == -kInf) return -1;
+  if (size < k) thr = -kInf;  // fewer finite scores than k: all are kept
+  std::int64_t kept = 0;
+  for (std::int64_t j = 0; j < count; ++j)
+    if (x[idx[j]] >= thr) idx[kept++] = idx[j];
+  max_out = m;
+  return kept;
+}
+
+// The largest value t such that the values >= t hold mass >= target, among the
+// first `count` of vals (sorted here, destroyed). 0 when target is not reached.
+float sorted_threshold(float* vals, std::int64_t count, double target) {
+  std::sort(vals, vals + count, [](float a, float b) { return a > b; });
+  double acc = 0.0;
+  for (std::int64_t j = 0; j < count; ++j) {
+    acc += vals[j];
+    if (acc >= target) return vals[j];
+  }
+  return 0.0f;
+}
+
+// Top-p threshold by mass over non-negative weights w[0..count): the largest
+// weight value t with sum(w >= t) >= target (ties at t all kept). A radix
+// selection over the float bits (non-negative floats order as integers, and
+// weights are <= 1): level 1 buckets by bits 29..18 (exponent and 5 mantissa
+// bits, 32 buckets per octave), level 2 by bits 17..9, level 3 by bits 8..0;
+// each level keeps only the bucket where the mass crosses the target, and a
+// bucket of at most kSortLimit values is sorted instead.
+constexpr int kHist1 = 4096;
+constexpr int kShift1 = 18;
+
+inline std::uint32_t digit1(float w) { return (float_bits(w) >> kShift1) & (kHist1 - 1); }
+
+// Level-1 histogram of a range of weights (added to hist).
+inline void add_hist1(const float* w, std::int64_t len, double* hist) {
+  for (std::int64_t j = 0; j < len; ++j) hist[digit1(w[j])] += w[j];
+}
+
+// Copies the weights of level-1 bucket `bucket` to out; returns their number.
+AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std::uint32_t bucket,
+                                        float* out) {
+  const VI want = splati(static_cast<std::int32_t>(bucket));
+  const VI mask = splati(kHist1 - 1);
+  std::int64_t k = 0, j = 0;
+  for (; j + kW <= count; j += kW) {
+    const VF v = load(w + j);
+    unsigned hit = lane_mask((((VI)v >> kShift1) & mask) == want);
+    while (hit) {
+      const int l = __builtin_ctz(hit);
+      hit &= hit - 1;
+      out[k++] = v[l];
+    }
+  }
+  for (; j < count; ++j)
+    if (digit1(w[j]) == bucket) out[k++] = w[j];
+  return k;
+}
+
+// The mass of weights whose level-1 digit is above `hi`; adds the weights with
+// digits in [lo, hi] to hist (the exact histogram of that bracket) and copies
+// them to out (their number in *out_count).
+AIGC_CLONES double bracket_pass(const float* w, std::int64_t count, std::uint32_t lo,
+                                std::uint32_t hi, double* hist, float* out,
+                                std::int64_t* out_count) {
+  std::int64_t k = 0;
+  const VI vlo = splati(static_cast<std::int32_t>(lo)), vhi = splati(static_cast<std::int32_t>(hi));
+  const VI mask = splati(kHist1 - 1);
+  double above = 0.0;
+  std::int64_t j = 0;
+  while (j + kW <= count) {
+    VF acc = splat(0.0f);
+    const std::int64_t end = std::min(count - kW, j + kBlock - kW);
+    for (; j <= end; j += kW) {
+      const VF v = load(w + j);
+      const VI d = ((VI)v >> kShift1) & mask;
+      const VI gt = d > vhi;
+      acc += (VF)((VI)v & gt);
+      unsigned in = lane_mask((d >= vlo) & ~gt);
+      while (in) {
+        const int l = __builtin_ctz(in);
+        in &= in - 1;
+        hist[d[l]] += v[l];
+        out[k++] = v[l];
+      }
+    }
+    above += hsum(acc);
+  }
+  for (; j < count; ++j) {
+    const std::uint32_t d = digit1(w[j]);
+    if (d > hi) {
+      above += w[j];
+    } else if (d >= lo) {
+      hist[d] += w[j];
+      out[k++] = w[j];
+    }
+  }
+  *out_count = k;
+  return above;
+}
+
+// The largest b whose cumulative mass from the top, sum(hist[b..]), reaches
+// target; *above = the mass of the buckets above b. -1 when never reached.
+int crossing_bucket(const double* hist, int top, int bottom, double target, double* above) {
+  double acc = 0.0;
+  for (int b = top; b >= bottom; --b) {
+    if (acc + hist[b] >= target) {
+      *above = acc;
+      return b;
+    }
+    acc += hist[b];
+  }
+  *above = acc;
+  return -1;
+}
+
+float mass_threshold(const float* w, std::int64_t count, double target, float* tmp, double total) {
+  if (count <= kSortLimit) {
+    std::memcpy(tmp, w, static_cast<std::size_t>(count) * sizeof(float));
+    return sorted_threshold(tmp, count, target);
+  }
+  std::unique_ptr<double[]> hist1(new double[kHist1]);
+  double* h = hist1.get();
+  int b = -1;
+  double above = 0.0;
+  std::int64_t bracket_count = -1;  // the crossing bucket's values already in tmp
+  constexpr std::int64_t kSampleStride = 16;
+  double sampled = 0.0;
+  if (count >= 64 * kSampleStride) {
+    // Bracket the crossing bucket from a 1/16 sample (with a margin of 2% of
+    // the mass either side), then histogram exactly only the bracket; fall
+    // back to the full histogram when the exact masses show the bracket missed.
+    // The sample: one run of 16 weights (a cache line) per 256, at a position
+    // that varies from run to run, so that it reads 1/16 of the memory.
+    std::memset(h, 0, sizeof(double) * kHist1);
+    constexpr std::int64_t kRun = 16, kSpan = kRun * kSampleStride;
+    for (std::int64_t base = 0, r = 0; base + kSpan <= count; base += kSpan, ++r) {
+      const float* run = w + base + ((r * 7) % kSampleStride) * kRun;
+      for (std::int64_t j = 0; j < kRun; ++j) {
+        h[digit1(run[j])] += run[j];
+        sampled += run[j];
+      }
+    }
+  }
+  if (sampled > 0.0) {
+    const double scale = total / sampled, margin = 0.02 * total, wide = 0.1 * total;
+    int hi = kHist1 - 1, lo = 0, lo_wide = 0;
+    double acc = 0.0;
+    bool hi_set = false, lo_set = false;
+    for (int d = kHist1 - 1; d >= 0; --d) {
+      acc += h[d] * scale;
+      if (!hi_set && acc > target - margin) {
+        hi = d;
+        hi_set = true;
+      }
+      if (!lo_set && acc >= target + margin) {
+        lo = d;
+        lo_set = true;
+      }
+      if (acc >= target + wide) {
+        lo_wide = d;
+        break;
+      }
+    }
+    // Two tries: the bracket, then, if the exact masses show the crossing is
+    // above it (typically a peaked row whose few heavy tokens the sample
+    // missed), everything above the bracket, which is then a short list, or,
+    // if it is below, the buckets down to a margin of 10% of the mass.
+    for (int attempt = 0; attempt < 2 && b < 0; ++attempt) {
+      std::memset(h, 0, sizeof(double) * kHist1);
+      std::int64_t in_bracket = 0;
+      const double exact_above = bracket_pass(w, count, static_cast<std::uint32_t>(lo),
+                                              static_cast<std::uint32_t>(hi), h, tmp, &in_bracket);
+      if (exact_above < target) {
+        double inner = 0.0;
+        const int c = crossing_bucket(h, hi, lo, target - exact_above, &inner);
+        if (c >= 0) {
+          b = c;
+          above = exact_above + inner;
+          std::int64_t kept = 0;
+          for (std::int64_t j = 0; j < in_bracket; ++j)
+            if (digit1(tmp[j]) == static_cast<std::uint32_t>(b)) tmp[kept++] = tmp[j];
+          bracket_count = kept;
+          break;
+        }
+        if (lo == 0 || lo_wide >= lo) break;  // nothing wider to try: the full histogram
+        hi = lo - 1;
+        lo = lo_wide;
+        continue;
+      }
+      if (hi >= kHist1 - 1) break;
+      lo = hi + 1;
+      hi = kHist1 - 1;
+    }
+  }
+  if (b < 0) {  // the exact level-1 histogram of everything
+    std::memset(h, 0, sizeof(double) * kHist1);
+    add_hist1(w, count, h);
+    b = crossing_bucket(h, kHist1 - 1, 0, target, &above);
+    if (b < 0) return 0.0f;  // rounding: the whole set is needed
+  }
+  target -= above;
+  std::int64_t cnt = bracket_count >= 0
+                         ? bracket_count
+                         : gather_bucket1(w, count, static_cast<std::uint32_t>(b), tmp);
+  constexpr int kShift[2] = {9, 0};
+  double hist[512];
+  for (int level = 0; level < 2; ++level) {
+    if (cnt <= kSortLimit) return sorted_threshold(tmp, cnt, target);
+    const int shift = kShift[level];
+    std::memset(hist, 0, sizeof hist);
+    for (std::int64_t j = 0; j < cnt; ++j) hist[(float_bits(tmp[j]) >> shift) & 511u] += tmp[j];
+    double acc = 0.0;
+    int d = 511;
+    for (; d >= 0; --d) {
+      if (acc + hist[d] >= target) break;
+      acc += hist[d];
+    }
+    if (d < 0) return 0.0f;
+    target -= acc;
+    std::int64_t kept = 0;
+    for (std::int64_t j = 0; j < cnt; ++j)
+      if (((float_bits(tmp[j]) >> shift) & 511u) == static_cast<std::uint32_t>(d)) tmp[kept++] = tmp[j];
+    cnt = kept;
+  }
+  return tmp[0];  // all remaining values are equal
+}
+
+// Full-row weights w = exp2_weight((x - m) * t_scale), the sum per block of
+// kBlock, and their total (returned).
+AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float t_scale, float* w,
+                                double* block_sums) {
+  double z = 0.0;
+  const VF mv = splat(m), iv = splat(t_scale);
+  for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
+    const std::int64_t len = std::min(kBlock, n - b);
+    VF acc = splat(0.0f);
+    std::int64_t i = 0;
+    for (; i + kW <= len; i += kW) {
+      const VF v = exp2_weight_v((load(x + b + i) - mv) * iv);
+      store(w + b + i, v);
+      acc += v;
+    }
+    float tail = 0.0f;
+    for (; i < len; ++i) {
+      const float v = exp2_weight((x[b + i] - m) * t_scale);
+      w[b + i] = v;
+      tail += v;
+    }
+    const double bs = static_cast<double>(hsum(acc)) + tail;
+    block_sums[blk] = bs;
+    z += bs;
+  }
+  return z;
+}
+
+// Kept mass per block: weights with w >= thr (top-p only: x is not read).
+AIGC_CLONES void thresholded_block_sums(const float* w, std::int64_t n, float thr,
+                                        double* block_sums) {
+  const VF tv = splat(thr);
+  for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
+    const std::int64_t len = std::min(kBlock, n - b);
+    VF acc = splat(0.0f);
+    std::int64_t i = 0;
+    for (; i + kW <= len; i += kW) {
+      const VF v = load(w + b + i);
+      acc += (VF)((VI)v & (v >= tv));
+    }
+    float tail = 0.0f;
+    for (; i < len; ++i) tail += w[b + i] >= thr ? w[b + i] : 0.0f;
+    block_sums[blk] = static_cast<double>(hsum(acc)) + tail;
+  }
+}
+
+// Kept mass per block: weights with w >= thr and (x - m) * t_scale >= lmp.
+AIGC_CLONES void masked_block_sums(const float* x, const float* w, std::int64_t n, float m,
+                                   float t_scale, float thr, float lmp, double* block_sums) {
+  const VF mv = splat(m), iv = splat(t_scale), tv = splat(thr), lv = splat(lmp);
+  for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
+    const std::int64_t len = std::min(kBlock, n - b);
+    VF acc = splat(0.0f);
+    std::int64_t i = 0;
+    for (; i + kW <= len; i += kW) {
+      const VF v = load(w + b + i);
+      const VI keep = (v >= tv) & (((load(x + b + i) - mv) * iv) >= lv);
+      acc += (VF)((VI)v & keep);
+    }
+    float tail = 0.0f;
+    for (; i < len; ++i) {
+      const float v = w[b + i];
+      tail += (v >= thr && (x[b + i] - m) * t_scale >= lmp) ? v : 0.0f;
+    }
+    block_sums[blk] = static_cast<double>(hsum(acc)) + tail;
+  }
+}
+
+// What the filters leave of a row, before the draw.
+struct Plan {
+  const float* x = nullptr;     // scores after penalties
+  std::int64_t n = 0;
+  bool greedy = false;
+  std::int64_t greedy_index = 0;
+  bool subset = false;          // candidates idx[0..count) (top-k) or the whole row
+  std::int64_t count = 0;
+  const std::int32_t* idx = nullptr;
+  const float* w = nullptr;     // weight of candidate j (subset) or token j
+  float m = 0.0f;
+  float t_scale = 1.0f;           // log2(e) / temperature
+  float thr_p = 0.0f;           // kept: w >= thr_p
+  float log_min_p = -kInf;      // kept: (x - m) * t_scale >= log2(min_p)
+  bool masked = false;          // top-p or min-p active
+  double* block_sums = nullptr; // full row: kept mass per block of kBlock
+};
+
+inline bool kept_weight(const Plan& p, float x, float w) {
+  return w >= p.thr_p && (x - p.m) * p.t_scale >= p.log_min_p;
+}
+
+Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
+              const std::int32_t* history, std::int64_t history_len, void* scratch) {
+  check_row_args(n, params, history, history_len);
+  Scratch s = carve(scratch, n);
+  Plan plan;
+  plan.n = n;
+  plan.x = logits;
+  if (has_penalties(params) && history_len > 0) {
+    apply_penalties(logits, n, params, history, history_len, s.row, s.idx);
+    plan.x = s.row;
+  }
+  const float* x = plan.x;
+  if (params.temperature == 0.0f) {
+    const float m = checked_max(x, n);
+    std::int64_t i = 0;
+    while (x[i] != m) ++i;
+    plan.greedy = true;
+    plan.greedy_index = i;
+    return plan;
+  }
+  plan.t_scale = log2_weight_scale(params.temperature);
+  double z = 0.0;
+  if (top_k_active(params, n)) {
+    plan.subset = true;
+    plan.count = top_k_candidates(x, n, params.top_k, s.tmp, s.idx, plan.m);
+    if (plan.count < 0) throw_bad_row(x, n);
+    plan.idx = s.idx;
+    for (std::int64_t j = 0; j < plan.count; ++j) {
+      const float w = exp2_weight((x[s.idx[j]] - plan.m) * plan.t_scale);
+      s.w[j] = w;
+      z += w;
+    }
+  } else {
+    plan.m = checked_max(x, n);
+    plan.count = n;
+    z = weights_pass(x, n, plan.m, plan.t_scale, s.w, s.block_sums);
+    plan.block_sums = s.block_sums;
+  }
+  plan.w = s.w;
+  if (top_p_active(params)) {
+    plan.thr_p = mass_threshold(s.w, plan.count, static_cast<double>(params.top_p) * z, s.tmp, z);
+    plan.masked = true;
+  }
+  if (min_p_active(params)) {
+    plan.log_min_p = static_cast<float>(std::log2(static_cast<double>(params.min_p)));
+    plan.masked = true;
+  }
+  if (!plan.subset && plan.masked) {
+    if (min_p_active(params))
+      masked_block_sums(x, s.w, n, plan.m, plan.t_scale, plan.thr_p, plan.log_min_p, s.block_sums);
+    else
+      thresholded_block_sums(s.w, n, plan.thr_p, s.block_sums);
+  }
+  return plan;
+}
+
+std::int64_t draw(const Plan& p, double u) {
+  if (p.greedy) return p.greedy_index;
+  const float* x = p.x;
+  if (p.subset) {
+    double total = 0.0;
+    for (std::int64_t j = 0; j < p.count; ++j)
+      if (kept_weight(p, x[p.idx[j]], p.w[j])) total += p.w[j];
+    const double target = u * total;
+    double acc = 0.0;
+    std::int64_t last = -1;
+    for (std::int64_t j = 0; j < p.count; ++j) {
+      const float w = p.w[j];
+      if (w > 0.0f && kept_weight(p, x[p.idx[j]], w)) {
+        acc += w;
+        last = j;
+        if (acc > target) return p.idx[j];
+      }
+    }
+    return p.idx[last < 0 ? 0 : last];  // last >= 0: the maximum has weight 1 and is always kept
+  }
+  const std::int64_t blocks = (p.n + kBlock - 1) / kBlock;
+  double total = 0.0;
+  for (std::int64_t b = 0; b < blocks; ++b) total += p.block_sums[b];
+  const double target = u * total;
+  double acc = 0.0;
+  std::int64_t last = -1;
+  for (std::int64_t b = 0; b < blocks; ++b) {
+    const double bs = p.block_sums[b];
+    if (bs > 0.0 && acc + bs > target) {
+      const std::int64_t end = std::min(p.n, (b + 1) * kBlock);
+      for (std::int64_t i = b * kBlock; i < end; ++i) {
+        const float w = p.w[i];
+        if (w > 0.0f && kept_weight(p, x[i], w)) {
+          acc += w;
+          last = i;
+          if (acc > target) return i;
+        }
+      }
+      if (last >= 0) return last;  // rounding between block and element sums
+    }
+    acc += bs;
+  }
+  for (std::int64_t i = p.n - 1; i >= 0; --i)
+    if (p.w[i] > 0.0f && kept_weight(p, x[i], p.w[i])) return i;
+  return 0;  // unreachable: the maximum has weight 1 and is always kept
+}
+
+void write_filter(const Plan& p, float* probs, std::uint8_t* kept) {
+  const std::int64_t n = p.n;
+  if (probs) std::fill(probs, probs + n, 0.0f);
+  if (kept) std::fill(kept, kept + n, std::uint8_t{0});
+  if (p.greedy) {
+    if (probs) probs[p.greedy_index] = 1.0f;
+    if (kept) kept[p.greedy_index] = 1;
+    return;
+  }
+  const float* x = p.x;
+  double total = 0.0;
+  if (p.subset) {
+    for (std::int64_t j = 0; j < p.count; ++j)
+      if (kept_weight(p, x[p.idx[j]], p.w[j])) total += p.w[j];
+    for (std::int64_t j = 0; j < p.count; ++j) {
+      const std::int32_t i = p.idx[j];
+      if (!kept_weight(p, x[i], p.w[j])) continue;
+      if (probs) probs[i] = static_cast<float>(p.w[j] / total);
+      if (kept) kept[i] = 1;
+    }
+    return;
+  }
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  for (std::int64_t b = 0; b < blocks; ++b) total += p.block_sums[b];
+  for (std::int64_t i = 0; i < n; ++i) {
+    if (x[i] == -kInf || !kept_weight(p, x[i], p.w[i])) continue;
+    if (probs) probs[i] = static_cast<float>(p.w[i] / total);
+    if (kept) kept[i] = 1;
+  }
+}
+
+std::string row_prefix(std::int64_t r) { return "row " + std::to_string(r) + ": "; }
+
+std::int64_t parallel_min_rows(std::int64_t n) {
+  return std::max<std::int64_t>(1, (kParallelGrain + n - 1) / n);
+}
+
+void check_batch(const Batch& b) {
+  if (b.rows < 0) throw std::invalid_argument("rows must be >= 0, got " + std::to_string(b.rows));
+  if (b.n <= 0) throw std::invalid_argument("rows need at least one score, got n = " + std::to_string(b.n));
+  if (b.rows > 0 && b.logits == nullptr) throw std::invalid_argument("logits is null");
+  const BatchParams& p = b.params;
+  if (!p.temperature || !p.top_k || !p.top_p || !p.min_p || !p.repetition_penalty ||
+      !p.presence_penalty || !p.frequency_penalty)
+    throw std::invalid_argument("every per-row parameter array must be given");
+  if (b.history != nullptr && b.history_offsets == nullptr)
+    throw std::invalid_argument("history given without history_offsets");
+}
+
+template <class RowFn>
+void for_rows(const Batch& b, unsigned threads, RowFn&& fn) {
+  check_batch(b);
+  const std::size_t bytes = scratch_bytes(b.n);
+  parallel_for(static_cast<std::size_t>(b.rows), threads,
+               static_cast<std::size_t>(parallel_min_rows(b.n)),
+               [&](std::size_t begin, std::size_t end) {
+                 std::unique_ptr<unsigned char[]> scratch(new unsigned char[bytes]);
+                 for (std::size_t r = begin; r < end; ++r) {
+                   const auto row = static_cast<std::int64_t>(r);
+                   const std::int32_t* hist = nullptr;
+                   std::int64_t hist_len = 0;
+                   if (b.history_offsets) {
+                     const std::int64_t h0 = b.history_offsets[row], h1 = b.history_offsets[row + 1];
+                     if (h0 < 0 || h1 < h0)
+                       throw std::invalid_argument(row_prefix(row) + "bad history offsets [" +
+                                                   std::to_string(h0) + ", " + std::to_string(h1) + ")");
+                     hist = b.history ? b.history + h0 : nullptr;
+                     hist_len = h1 - h0;
+                   }
+                   try {
+                     fn(row, b.logits + row * b.row_stride, b.params.row(row), hist, hist_len,
+                        scratch.get());
+                   } catch (const std::invalid_argument& e) {
+                     throw std::invalid_argument(row_prefix(row) + e.what());
+                   }
+                 }
+               });
+}
+
+}  // namespace
+
+SamplingParams BatchParams::row(std::int64_t r) const {
+  SamplingParams p;
+  p.temperature = temperature[r];
+  p.top_k = top_k[r];
+  p.top_p = top_p[r];
+  p.min_p = min_p[r];
+  p.repetition_penalty = repetition_penalty[r];
+  p.presence_penalty = presence_penalty[r];
+  p.frequency_penalty = frequency_penalty[r];
+  return p;
+}
+
+std::size_t scratch_bytes(std::int64_t n) {
+  if (n < 1) n = 1;
+  const std::size_t fn = align64(static_cast<std::size_t>(n) * 4);
+  return 64 + 4 * fn + align64((static_cast<std::size_t>(n) / kBlock + 1) * sizeof(double));
+}
+
+std::int32_t sample_row(const float* logits, std::int64_t n, const SamplingParams& params,
+                        const std::int32_t* history, std::int64_t history_len, const DrawKey& key,
+                        void* scratch) {
+  const Plan plan = plan_row(logits, n, params, history, history_len, scratch);
+  return static_cast<std::int32_t>(draw(plan, draw_uniform(key.seed, key.stream, key.step)));
+}
+
+void filter_row(const float* logits, std::int64_t n, const SamplingParams& params,
+                const std::int32_t* history, std::int64_t history_len, void* scratch, float* probs,
+                std::uint8_t* kept) {
+  const Plan plan = plan_row(logits, n, params, history, history_len, scratch);
+  write_filter(plan, probs, kept);
+}
+
+void penalize_row(const float* logits, std::int64_t n, const SamplingParams& params,
+                  const std::int32_t* history, std::int64_t history_len, float* out) {
+  check_row_args(n, params, history, history_len);
+  std::unique_ptr<std::int32_t[]> counts(new std::int32_t[static_cast<std::size_t>(n)]);
+  apply_penalties(logits, n, params, history, history_len, out, counts.get());
+}
+
+void sample_batch(const Batch& batch, const std::uint64_t* seeds, const std::uint64_t* streams,
+                  const std::uint64_t* steps, std::int32_t* out, unsigned threads) {
+  if (batch.rows > 0 && (!seeds || !streams || !steps || !out))
+    throw std::invalid_argument("seeds, streams, steps and out must be given");
+  for_rows(batch, threads,
+           [&](std::int64_t r, const float* row, const SamplingParams& p, const std::int32_t* h,
+               std::int64_t hl, void* scratch) {
+             out[r] = sample_row(row, batch.n, p, h, hl, DrawKey{seeds[r], streams[r], steps[r]},
+                                 scratch);
+           });
+}
+
+void filter_batch(const Batch& batch, float* probs, std::uint8_t* kept, unsigned threads) {
+  for_rows(batch, threads,
+           [&](std::int64_t r, const float* row, const SamplingParams& p, const std::int32_t* h,
+               std::int64_t hl, void* scratch) {
+             filter_row(row, batch.n, p, h, hl, scratch, probs ? probs + r * batch.n : nullptr,
+                        kept ? kept + r * batch.n : nullptr);
+           });
+}
+
+double draw_uniform_of(const DrawKey& key) { return draw_uniform(key.seed, key.stream, key.step); }
+
+void philox4x32_10_block(const std::uint32_t counter[4], const std::uint32_t key[2],
+                         std::uint32_t out[4]) {
+  Philox4 c{{counter[0], counter[1], counter[2], counter[3]}};
+  Philox4 r = philox4x32_10(c, key[0], key[1]);
+  for (int i = 0; i < 4; ++i) out[i] = r.v[i];
+}
+
+}  // namespace aigc::sampling

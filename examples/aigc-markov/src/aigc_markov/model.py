@@ -1,0 +1,180 @@
+"""The markov generator."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+
+from aigc_engine.plugin_api import (
+    ConfigError,
+    GeneratorConfig,
+    Manifest,
+    ModelFormatError,
+    Progress,
+    TextDataset,
+    TextGenerator,
+    TextRequest,
+    TextResult,
+)
+from aigc_engine.sampling import sample
+
+BOS = "\x02"  # pads the start of every line
+EOS = "\x03"  # ends every line; generation stops on it
+PAYLOAD = "markov.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class MarkovConfig(GeneratorConfig):
+    """``order``: characters of context (1-12). ``alpha``: additive smoothing (> 0)."""
+
+    order: int = 3
+    alpha: float = 0.01
+
+    def validate(self) -> None:
+        if not 1 <= self.order <= 12:
+            raise ConfigError(f"order must be in [1, 12], got {self.order}")
+        if not self.alpha > 0:
+            raise ConfigError(f"alpha must be > 0, got {self.alpha}")
+
+
+class MarkovGenerator(TextGenerator):
+    """P(c | previous ``order`` characters) = (count + alpha) / (total + alpha * V)."""
+
+    name: ClassVar[str] = "markov"
+    config_class: ClassVar[type[GeneratorConfig]] = MarkovConfig
+
+    def __init__(self, config: GeneratorConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self.counts: dict[str, Counter[str]] = {}
+        self.alphabet: list[str] = []
+
+    @property
+    def cfg(self) -> MarkovConfig:
+        """The config, typed."""
+        if not isinstance(self.config, MarkovConfig):
+            raise ConfigError("markov needs a MarkovConfig")
+        return self.config
+
+    @property
+    def order(self) -> int:
+        """Characters of context."""
+        return self.cfg.order
+
+    @property
+    def alpha(self) -> float:
+        """The smoothing constant."""
+        return self.cfg.alpha
+
+    @property
+    def trained(self) -> bool:
+        return bool(self.alphabet)
+
+    def fit(self, data: Any, *, progress: Progress | None = None) -> dict[str, Any]:
+        dataset = self._dataset(data)
+        if not isinstance(dataset, TextDataset):
+            raise ConfigError("markov trains on text")
+        counts: dict[str, Counter[str]] = {}
+        chars: set[str] = {EOS}
+        lines = 0
+        for line in dataset.lines():
+            if not line:
+                continue
+            lines += 1
+            padded = BOS * self.order + line + EOS
+            chars.update(line)
+            for i in range(self.order, len(padded)):
+                counts.setdefault(padded[i - self.order:i], Counter())[padded[i]] += 1
+        if not lines:
+            raise ConfigError(f"dataset {dataset.name!r} has no non-empty line to train on")
+        self.counts = counts
+        self.alphabet = sorted(chars)
+        self.metrics = {"lines": lines, "contexts": len(counts), "alphabet": len(self.alphabet)}
+        return dict(self.metrics)
+
+    def probabilities(self, context: str) -> list[tuple[str, float]]:
+        """The smoothed next-character distribution after ``context``."""
+        ctx = (BOS * self.order + context)[-self.order:]
+        seen = self.counts.get(ctx, Counter())
+        total = sum(seen.values())
+        denom = total + self.alpha * len(self.alphabet)
+        return [(c, (seen.get(c, 0) + self.alpha) / denom) for c in self.alphabet]
+
+    def most_likely(self, context: str, k: int) -> list[tuple[str, float]]:
+        """The ``k`` most likely next characters with their probabilities."""
+        return sorted(self.probabilities(context), key=lambda cp: -cp[1])[:k]
+
+    def evaluate(self, data: Any) -> dict[str, Any]:
+        """Per-character perplexity (end of line included) and the characters scored."""
+        self._require_trained("evaluate")
+        dataset = self._dataset(data)
+        if not isinstance(dataset, TextDataset):
+            raise ConfigError("markov evaluates on text")
+        log_sum, scored, unknown = 0.0, 0, 0
+        for line in dataset.lines():
+            if not line:
+                continue
+            padded = BOS * self.order + line + EOS
+            for i in range(self.order, len(padded)):
+                char = padded[i]
+                if char not in self.alphabet:
+                    unknown += 1
+                    continue
+                probs = dict(self.probabilities(padded[i - self.order:i]))
+                log_sum += math.log(probs[char])
+                scored += 1
+        if not scored:
+            raise ConfigError(f"dataset {dataset.name!r} has nothing to score")
+        return {"perplexity": math.exp(-log_sum / scored), "characters": scored,
+                "unknown_characters": unknown}
+
+    def _chars(self, request: TextRequest, index: int) -> Iterator[str]:
+        """Sample ``index`` of a request, through the engine's shared sampler.
+
+        Each step's draw is keyed by (seed, stream = sample index, step), so the
+        same request always gives the same text, and the sampling options mean
+        what they mean in every other text generator.
+        """
+        assert request.seed is not None
+        position = {c: i for i, c in enumerate(self.alphabet)}
+        history: list[int] = []
+        context = request.prompt
+        for step in range(request.max_tokens):
+            logits = np.log([p for _, p in self.probabilities(context)])
+            token = sample(logits, request.sampling, seed=request.seed, stream=index, step=step,
+                           history=history)
+            char = self.alphabet[token]
+            if char == EOS:
+                return
+            history.append(position[char])
+            context = (context + char)[-self.order:]
+            yield char
+
+    def _generate(self, request: TextRequest) -> TextResult:
+        texts = [request.prompt + "".join(self._chars(request, i)) for i in range(request.n)]
+        return TextResult(texts=texts, request=request)
+
+    def _stream(self, request: TextRequest) -> Iterator[str]:
+        if request.prompt:
+            yield request.prompt
+        yield from self._chars(request, 0)
+
+    def _save_payload(self, directory: Path) -> None:
+        data = {"alphabet": self.alphabet,
+                "counts": {ctx: dict(counter) for ctx, counter in self.counts.items()}}
+        (directory / PAYLOAD).write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
+
+    def _load_payload(self, directory: Path, manifest: Manifest) -> None:
+        try:
+            data = json.loads((directory / PAYLOAD).read_text(encoding="utf-8"))
+            self.alphabet = [str(c) for c in data["alphabet"]]
+            self.counts = {str(ctx): Counter({str(c): int(n) for c, n in nexts.items()})
+                           for ctx, nexts in data["counts"].items()}
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ModelFormatError(f"{directory / PAYLOAD} is not a markov model: {exc}") from None

@@ -1,0 +1,51 @@
+"""Data sources: named datasets, files, folders, errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from aigc_engine import ConfigError, Engine, TextDataset, UnknownDatasetError
+
+
+@pytest.fixture
+def engine() -> Engine:
+    return Engine(plugins=["datasets", "template"])
+
+
+def test_tinyshakespeare_is_shipped_in_the_package(engine: Engine) -> None:
+    data = engine.dataset("tinyshakespeare")
+    assert isinstance(data, TextDataset)
+    lines = list(data.lines())
+    assert len(lines) == 40000
+    assert lines[0] == "First Citizen:"
+    assert data.size_bytes() == 1115394
+
+
+def test_text_file_and_folder(engine: Engine, tmp_path: Path) -> None:
+    (tmp_path / "b.txt").write_text("second\nthird\n")
+    (tmp_path / "a.txt").write_text("first\r\n")
+    (tmp_path / "skip.bin").write_bytes(b"\x00\x01")
+    folder = engine.dataset(str(tmp_path))
+    assert isinstance(folder, TextDataset)
+    assert list(folder.lines()) == ["first", "second", "third"]
+    single = engine.dataset(tmp_path / "b.txt")
+    assert list(single.lines()) == ["second", "third"]  # type: ignore[attr-defined]
+
+
+def test_lines_and_datasets_pass_through(engine: Engine) -> None:
+    data = engine.dataset(["a b", "c"])
+    assert list(data.lines()) == ["a b", "c"]  # type: ignore[attr-defined]
+    assert engine.dataset(data) is data
+
+
+def test_errors_name_the_problem(engine: Engine, tmp_path: Path) -> None:
+    with pytest.raises(UnknownDatasetError, match="no dataset named 'nope'.*tinyshakespeare"):
+        engine.dataset("nope")
+    with pytest.raises(UnknownDatasetError, match="holds no text files"):
+        engine.dataset(tmp_path)
+    with pytest.raises(ConfigError, match="data must be"):
+        engine.dataset(42)
+    with pytest.raises(ConfigError, match="holds text, not image"):
+        engine.dataset("tinyshakespeare", modality="image")
