@@ -16,7 +16,8 @@ from click.testing import CliRunner  # noqa: E402
 
 from aigc_engine import ConfigError, Engine, ImageGenerator, UnsupportedOperationError  # noqa: E402
 
-TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16, "batch_size": 32, "log_every": 10}
+TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16, "batch_size": 32, "log_every": 10,
+        "bn_batches": 4}
 
 
 def make(engine: Engine, **options: Any) -> Any:
@@ -67,7 +68,7 @@ def test_fit_reports_progress_and_is_reproducible(engine: Engine, uncond: Any) -
         assert torch.equal(v, again.g.state_dict()[k]), k
     other = make(engine, steps=30, seed=5)
     other.fit("digits")
-    assert not torch.equal(other.g.net[0].weight, uncond.g.net[0].weight)
+    assert not torch.equal(other.g.stem[0].weight, uncond.g.stem[0].weight)
 
 
 def test_hinge_loss_and_time_budget(engine: Engine) -> None:
@@ -214,7 +215,20 @@ def test_cli_train_generate(tmp_path: Path) -> None:
     res = runner.invoke(cli_mod.cli, ["generate", str(bundle), "-n", "0",
                                       "--out", str(tmp_path / "h.png")])
     assert res.exit_code == 1 and "n must be a positive integer" in res.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    res = runner.invoke(cli_mod.cli, ["train", "gan", "--data", str(empty), "--set", "steps=1",
+                                      "-o", str(tmp_path / "c")])
+    assert res.exit_code == 1 and "holds no images" in res.output
 
 
 def test_digits_classes_fixture() -> None:
     assert load_digits("test").classes == tuple("0123456789")
+
+
+@pytest.mark.parametrize("d_labels", ["all", "projection"])
+def test_discriminator_label_modes(engine: Engine, d_labels: str) -> None:
+    gen = make(engine, steps=2, conditional=True, d_labels=d_labels)
+    gen.fit("digits")
+    assert gen.d(torch.zeros(3, 1, 8, 8), torch.tensor([0, 1, 2])).shape == (3,)
+    assert gen.generate(n=2, seed=0, labels=(4, 5)).labels == [4, 5]

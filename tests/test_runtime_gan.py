@@ -19,7 +19,8 @@ torch = pytest.importorskip("torch")
 from aigc_engine import Engine  # noqa: E402
 from aigc_engine.runtime import OnnxGanGenerator  # noqa: E402
 
-TINY = {"g_width": 16, "d_width": 8, "latent_dim": 16, "batch_size": 32, "log_every": 0}
+TINY = {"g_width": 16, "d_width": 8, "latent_dim": 16, "batch_size": 32, "log_every": 0,
+        "bn_batches": 4}
 
 BLOCK_TORCH = textwrap.dedent("""
     import sys
@@ -47,7 +48,9 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     engine = Engine(plugins=["gan"])
     root = tmp_path_factory.mktemp("onnx")
     out: dict[str, Any] = {}
-    for kind, extra in (("uncond", {}), ("cond", {"conditional": True})):
+    for kind, extra in (("uncond", {}), ("cond", {"conditional": True}),
+                        ("cond_all", {"conditional": True, "g_labels": "all",
+                                      "d_labels": "projection"})):
         gen = engine.create("gan", steps=20, seed=1, **TINY, **extra)
         gen.fit("digits")
         out[kind] = gen
@@ -56,14 +59,14 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     return out
 
 
-@pytest.mark.parametrize("kind", ["uncond", "cond"])
+@pytest.mark.parametrize("kind", ["uncond", "cond", "cond_all"])
 def test_onnx_matches_torch(models: dict[str, Any], kind: str) -> None:
     gen = models[kind]
     exported = OnnxGanGenerator.load(models[kind + "_onnx"])
     assert exported.cfg.latent_dim == 16
     for n in (1, 7, 64):  # dynamic batch
         z = latents(n, n, 16)
-        lab = class_labels(n, 10, None) if kind == "cond" else None
+        lab = class_labels(n, 10, None) if kind.startswith("cond") else None
         ref = gen._float_images(z, lab)
         got = exported.run(z, lab)
         assert got.shape == ref.shape == (n, 1, 8, 8)

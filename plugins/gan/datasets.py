@@ -144,11 +144,18 @@ def _image_files(folder: Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
+TEXT_SUFFIXES = (".txt", ".text")
+
+
 def is_image_folder(path: Path) -> bool:
-    """True for a folder holding at least one file with an image suffix (recursively)."""
+    """True for a folder holding a file with an image suffix (recursively), and for a
+    folder without text files either (so an empty folder gets the image loader's error)."""
     if not path.is_dir():
         return False
-    return any(p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in path.rglob("*"))
+    files = [p for p in path.rglob("*") if p.is_file()]
+    if any(p.suffix.lower() in IMAGE_SUFFIXES for p in files):
+        return True
+    return not any(p.suffix.lower() in TEXT_SUFFIXES for p in files)
 
 
 def load_image_folder(path: Path, *, size: int = 32, mode: Literal["L", "RGB"] = "RGB",

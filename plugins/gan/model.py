@@ -60,7 +60,9 @@ class GanConfig(GeneratorConfig):
     ``num_classes``/``class_names`` are filled in by ``fit``).
     Training: ``loss`` ("nonsaturating" or "hinge"), Adam ``lr_g``, ``lr_d``,
     ``beta1``, ``beta2``, ``batch_size``; ``ema``: generate with an exponential
-    moving average of G's weights with this decay (0 = the last weights); stops after ``steps`` updates or
+    moving average of G's weights with this decay (0 = the last weights), whose
+    BatchNorm statistics are re-estimated over ``bn_batches`` batches of 256
+    latents after training (0 = keep the running statistics); stops after ``steps`` updates or
     ``max_seconds`` of training time on ``clock`` ("cpu": process CPU time,
     "wall"), whichever comes first; ``seed``; ``threads`` (torch threads
     while training). ``work_dir``: where ``sample_every`` grids, the loss
@@ -71,9 +73,11 @@ class GanConfig(GeneratorConfig):
     image_size: int = 8
     channels: int = 1
     latent_dim: int = 64
-    g_width: int = 64
-    d_width: int = 64
+    g_width: int = 32
+    d_width: int = 32
     conditional: bool = False
+    g_labels: Literal["input", "all"] = "input"
+    d_labels: Literal["input", "all", "projection"] = "input"
     num_classes: int = 0
     class_names: tuple[str, ...] = ()
     loss: Literal["nonsaturating", "hinge"] = "nonsaturating"
@@ -83,6 +87,7 @@ class GanConfig(GeneratorConfig):
     beta1: float = 0.5
     beta2: float = 0.999
     ema: float = 0.999
+    bn_batches: int = 50
     steps: int = 5000
     max_seconds: float = 0.0
     clock: Literal["cpu", "wall"] = "cpu"
@@ -107,8 +112,8 @@ class GanConfig(GeneratorConfig):
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         if self.g_width % 2 or self.d_width % 2:
             raise ConfigError("g_width and d_width must be even")
-        for name in ("steps", "log_every", "sample_every", "checkpoint_every", "eval_every",
-                     "num_classes", "seed"):
+        for name in ("steps", "bn_batches", "log_every", "sample_every", "checkpoint_every",
+                     "eval_every", "num_classes", "seed"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         for name in ("lr_g", "lr_d"):
@@ -170,9 +175,10 @@ class GanGenerator(ImageGenerator):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
             self.g = DCGANGenerator(size=c.image_size, channels=c.channels,
-                                    latent_dim=c.latent_dim, width=c.g_width, num_classes=k)
+                                    latent_dim=c.latent_dim, width=c.g_width, num_classes=k,
+                                    labels=c.g_labels)
             self.d = DCGANDiscriminator(size=c.image_size, channels=c.channels,
-                                        width=c.d_width, num_classes=k)
+                                        width=c.d_width, num_classes=k, labels=c.d_labels)
             self.g.apply(dcgan_init)
             self.d.apply(dcgan_init)
 
@@ -231,6 +237,8 @@ class GanGenerator(ImageGenerator):
         with _threads(c.threads):
             state = run(trainer, steps=c.steps or 2**62, max_seconds=c.max_seconds, clock=clock,
                         progress=progress, log_every=c.log_every, every=every)
+        if c.ema > 0 and c.bn_batches > 0:
+            self._recalibrate_bn()
         self.g.eval()
         self.d.eval()
         self.history = state.history
@@ -247,6 +255,26 @@ class GanGenerator(ImageGenerator):
                                  if k in last})
         return dict(self.metrics)
 
+    @torch.no_grad()
+    def _recalibrate_bn(self) -> None:
+        """Re-estimate G's BatchNorm statistics as exact averages over ``bn_batches``
+        batches of 256 seeded latents (balanced labels), so they match its weights."""
+        assert self.g is not None
+        c = self.cfg
+        bns = [m for m in self.g.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+        saved = [m.momentum for m in bns]
+        for m in bns:
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average
+        self.g.train()
+        for i in range(c.bn_batches):
+            lab = class_labels(256, c.num_classes if c.conditional else 0, None)
+            self.g(torch.from_numpy(latents(2**40 + i, 256, c.latent_dim)),
+                   None if lab is None else torch.from_numpy(lab))
+        for m, momentum in zip(bns, saved, strict=True):
+            m.momentum = momentum
+        self.g.eval()
+
     def _checkpoint(self, trainer: Trainer, work: Path, progress: Progress) -> None:
         path = trainer.save_checkpoint(work / "checkpoints" / f"step_{trainer.state.step:07d}"
                                        ".safetensors")
@@ -262,6 +290,8 @@ class GanGenerator(ImageGenerator):
         return ds.name.startswith("digits") and ds.images.shape[1:] == (8, 8, 1)
 
     def _quick_metrics(self) -> dict[str, float]:
+        if self.cfg.ema > 0 and self.cfg.bn_batches > 0:
+            self._recalibrate_bn()
         report = self.digits_metrics()
         return {k: report[k] for k in ("digits_fid", "class_entropy")}
 

@@ -31,64 +31,108 @@ class DCGANGenerator(nn.Module):
 
     4x4 from z by a 4x4 transposed convolution (``width * 2**k`` channels, k =
     log2(S) - 2), then k upsampling blocks halving the channels, then a 3x3
-    convolution to C channels and tanh.
+    convolution to C channels and tanh. Conditional: a learned label embedding
+    is concatenated to z ("input"), and with ``labels="all"`` also, as maps,
+    to the input of every later block.
     """
 
     def __init__(self, *, size: int, channels: int, latent_dim: int, width: int,
-                 num_classes: int = 0) -> None:
+                 num_classes: int = 0, labels: str = "input") -> None:
         super().__init__()
+        if labels not in ("input", "all"):
+            raise ValueError(f"labels must be 'input' or 'all', got {labels!r}")
         k = _n_up(size)
         self.latent_dim = latent_dim
         self.num_classes = num_classes
+        self.labels = labels
         self.embed = nn.Embedding(num_classes, num_classes) if num_classes > 0 else None
+        extra = num_classes if labels == "all" else 0
         ch = width * 2 ** k
-        layers: list[nn.Module] = [
+        self.stem = nn.Sequential(
             nn.ConvTranspose2d(latent_dim + num_classes, ch, 4, 1, 0, bias=False),
-            nn.BatchNorm2d(ch), nn.ReLU(True),
-        ]
+            nn.BatchNorm2d(ch), nn.ReLU(True))
+        blocks = []
         for _ in range(k):
-            layers += [nn.ConvTranspose2d(ch, ch // 2, 4, 2, 1, bias=False),
-                       nn.BatchNorm2d(ch // 2), nn.ReLU(True)]
+            blocks.append(nn.Sequential(
+                nn.ConvTranspose2d(ch + extra, ch // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(ch // 2), nn.ReLU(True)))
             ch //= 2
-        layers += [nn.Conv2d(ch, channels, 3, 1, 1), nn.Tanh()]
-        self.net = nn.Sequential(*layers)
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Sequential(nn.Conv2d(ch + extra, channels, 3, 1, 1), nn.Tanh())
 
     def forward(self, z: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         """Images for latents ``z`` (and labels for a conditional generator)."""
+        emb: torch.Tensor | None = None
         if self.embed is not None:
             if label is None:
                 raise ValueError("a conditional generator needs labels")
-            z = torch.cat([z, self.embed(label)], dim=1)
-        out: torch.Tensor = self.net(z[:, :, None, None])
+            emb = self.embed(label)[:, :, None, None]
+            z = torch.cat([z, emb[:, :, 0, 0]], dim=1)
+        h = self.stem(z[:, :, None, None])
+
+        def with_maps(t: torch.Tensor) -> torch.Tensor:
+            if emb is None or self.labels != "all":
+                return t
+            return torch.cat([t, emb.expand(-1, -1, t.shape[2], t.shape[3])], dim=1)
+
+        for block in self.blocks:
+            h = block(with_maps(h))
+        out: torch.Tensor = self.head(with_maps(h))
         return out
 
 
 class DCGANDiscriminator(nn.Module):
-    """image (N, C, S, S) [+ label (N,)] -> one logit per image (N,)."""
+    """image (N, C, S, S) [+ label (N,)] -> one logit per image (N,).
 
-    def __init__(self, *, size: int, channels: int, width: int, num_classes: int = 0) -> None:
+    A 3x3 convolution to ``width`` channels, then strided 4x4 blocks doubling
+    the channels down to 4x4, then a 4x4 convolution to one logit. Conditional
+    (``labels``): "input" concatenates one-hot label maps to the image; "all"
+    also to the input of every block; "projection" adds the projection term
+    <embed(label), features> (Miyato & Koyama 2018) to the input maps.
+    """
+
+    def __init__(self, *, size: int, channels: int, width: int, num_classes: int = 0,
+                 labels: str = "input") -> None:
         super().__init__()
+        if labels not in ("input", "all", "projection"):
+            raise ValueError(f"labels must be 'input', 'all' or 'projection', got {labels!r}")
         k = _n_up(size)
         self.num_classes = num_classes
+        self.labels = labels
+        extra = num_classes if labels == "all" else 0
         ch = width
-        layers: list[nn.Module] = [nn.Conv2d(channels + num_classes, ch, 3, 1, 1),
-                                   nn.LeakyReLU(0.2, True)]
+        self.stem = nn.Sequential(nn.Conv2d(channels + num_classes, ch, 3, 1, 1),
+                                  nn.LeakyReLU(0.2, True))
+        blocks = []
         for _ in range(k):
-            layers += [nn.Conv2d(ch, ch * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ch * 2),
-                       nn.LeakyReLU(0.2, True)]
+            blocks.append(nn.Sequential(nn.Conv2d(ch + extra, ch * 2, 4, 2, 1, bias=False),
+                                        nn.BatchNorm2d(ch * 2), nn.LeakyReLU(0.2, True)))
             ch *= 2
-        layers += [nn.Conv2d(ch, 1, 4, 1, 0)]
-        self.net = nn.Sequential(*layers)
+        self.blocks = nn.ModuleList(blocks)
+        self.head = nn.Conv2d(ch + extra, 1, 4, 1, 0)
+        self.embed = nn.Embedding(num_classes, ch * 16) \
+            if num_classes > 0 and labels == "projection" else None
 
     def forward(self, x: torch.Tensor, label: torch.Tensor | None = None) -> torch.Tensor:
         """Logits (real > fake) for images ``x``."""
+        onehot: torch.Tensor | None = None
         if self.num_classes > 0:
             if label is None:
                 raise ValueError("a conditional discriminator needs labels")
-            maps = F.one_hot(label, self.num_classes).to(x.dtype)[:, :, None, None]
-            x = torch.cat([x, maps.expand(-1, -1, x.shape[2], x.shape[3])], dim=1)
-        out: torch.Tensor = self.net(x)
-        return out.flatten()
+            onehot = F.one_hot(label, self.num_classes).to(x.dtype)[:, :, None, None]
+
+        def with_maps(h: torch.Tensor) -> torch.Tensor:
+            assert onehot is not None
+            return torch.cat([h, onehot.expand(-1, -1, h.shape[2], h.shape[3])], dim=1)
+
+        h = self.stem(with_maps(x) if onehot is not None else x)
+        for block in self.blocks:
+            h = block(with_maps(h) if self.labels == "all" else h)
+        out: torch.Tensor = self.head(with_maps(h) if self.labels == "all" else h).flatten()
+        if self.embed is not None:
+            assert label is not None
+            out = out + (self.embed(label) * h.flatten(1)).sum(dim=1)
+        return out
 
 
 def dcgan_init(module: nn.Module) -> None:
