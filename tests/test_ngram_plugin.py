@@ -165,3 +165,21 @@ def test_cli_train_eval_generate_export(tmp_path: Path) -> None:
     ref = aigc("generate", str(DATA / "ref" / "ts_train.o3.lmplz.arpa"), "--seed", "2",
                "--prompt", "my lord")
     assert ref.returncode == 0 and ref.stdout.startswith("my lord"), ref.stderr
+
+
+def test_generation_draws_through_the_shared_sampler(engine: Engine) -> None:
+    import numpy as np
+
+    from aigc_engine.sampling import SamplingParams, sample
+
+    gen = engine.create("ngram", order=3, discount_fallback=(0.5, 1.0, 1.5))
+    gen.fit(SMALL)
+    lm = gen.lm
+    params = SamplingParams(temperature=0.7, top_p=0.9)
+    for seed in range(20):
+        first = lm.generate(["the"], 1, temperature=0.7, top_p=0.9, seed=seed, stream=3,
+                            stop_at_eos=False)
+        row = lm.next_logprobs(["the"]).astype(np.float32)
+        row[lm.unk_id] = -np.inf  # <unk> is never generated
+        expected = sample(row, params, seed=seed, stream=3, step=0)
+        assert int(first[0]) == expected

@@ -477,9 +477,10 @@ a new sentence. top_k in (0, vocab): samples from the exact top-k candidates
 (plus history tokens when a penalty is on); otherwise from the full distribution.
 temperature 0 = greedy. Token i is drawn with the counter key (seed, stream,
 first_step + i), so generate(ctx + out[:n], m, first_step=n) continues
-generate(ctx, n) exactly (for streaming in chunks). Sampling currently uses the
-n-gram core's fallback sampler (csrc/ngram/generate.hpp) with the
-aigc::sampling::sample_row contract; penalties apply to the candidate row.)doc");
+generate(ctx, n) exactly (for streaming in chunks). Draws go through the shared
+sampler (aigc_engine.sampling: same semantics and Philox keys as every text
+generator); with top-k, penalties see the candidate row, which holds every token
+that can enter the top k.)doc");
 }
 
 }  // namespace aigc::bindings

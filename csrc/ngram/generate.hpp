@@ -41,15 +41,6 @@ using RowSampler = std::int32_t (*)(const float* logits, std::int64_t n,
                                     const sampling::DrawKey& key, void* scratch);
 using ScratchBytes = std::size_t (*)(std::int64_t n);
 
-// A simple seeded sampler with the same contract, used until the shared
-// sampler is linked in: penalties, temperature (0 = greedy), top-k, top-p,
-// min-p, one draw from a counter-based generator keyed by (seed, stream, step).
-std::int32_t fallback_sample_row(const float* logits, std::int64_t n,
-                                 const sampling::SamplingParams& params,
-                                 const std::int32_t* history, std::int64_t history_len,
-                                 const sampling::DrawKey& key, void* scratch);
-std::size_t fallback_scratch_bytes(std::int64_t n);
-
 struct GenerateOptions {
   std::size_t max_tokens = 32;
   sampling::SamplingParams params;
@@ -62,8 +53,10 @@ struct GenerateOptions {
   bool bos = true;          // the context starts with <s>
   bool stop_at_eos = true;  // stop at </s> (not returned); else </s> is returned and a new sentence begins
   bool allow_unk = false;   // may <unk> be generated
-  RowSampler sampler = &fallback_sample_row;
-  ScratchBytes scratch_bytes = &fallback_scratch_bytes;
+  // The shared sampler (csrc/sampling), so sampling options mean the same as
+  // in every other text generator; replaceable for tests.
+  RowSampler sampler = &sampling::sample_row;
+  ScratchBytes scratch_bytes = &sampling::scratch_bytes;
 };
 
 // Generates after the prompt ids (a </s> in the prompt starts a new sentence). With params.top_k in (0, vocab) the row is

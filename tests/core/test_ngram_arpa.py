@@ -117,18 +117,13 @@ def test_binary_round_trip(small: NgramModel, tmp_path: Path) -> None:
 
 
 @needs_data
-def test_binary_loads_faster_than_arpa_with_identical_scores(tmp_path: Path) -> None:
-    import time
-
+def test_binary_and_arpa_give_identical_scores(tmp_path: Path) -> None:
+    # Load speed (binary vs ARPA) is measured by benchmarks/ngram_load.py, not here.
     model = NgramModel.estimate(DATA / "ts_train.txt", 5)
     model.write_arpa(tmp_path / "m.arpa")
     model.save_binary(tmp_path / "m.bin")
-    t0 = time.perf_counter()
     from_arpa = NgramModel.read_arpa(tmp_path / "m.arpa")
-    t1 = time.perf_counter()
     from_bin = NgramModel.load_binary(tmp_path / "m.bin")
-    t2 = time.perf_counter()
-    assert (t2 - t1) < (t1 - t0)
     lines = (DATA / "ts_test.txt").read_text(encoding="utf-8").splitlines()
     np.testing.assert_array_equal(model.score_batch(lines), from_bin.score_batch(lines))
     np.testing.assert_array_equal(model.score_batch(lines), from_arpa.score_batch(lines))
