@@ -15,7 +15,7 @@ import dataclasses
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -32,6 +32,7 @@ if TYPE_CHECKING:
 
 G = TypeVar("G", bound="Generator[Any]")
 R = TypeVar("R", "TextRequest", "ImageRequest")
+T = TypeVar("T")
 
 MAX_SEED = 2**63 - 1
 
@@ -287,10 +288,15 @@ class Generator(abc.ABC, Generic[R]):
             return self._datasets(data, modality=self.modality)
         return resolve(data, {}, modality=self.modality)
 
-    def _process(self, request: Any, result: Any) -> Any:
-        if self._result_processor is None:
-            return result
-        return self._result_processor(request, result)
+    def _finish(self, request: Any, result: Any, kind: type[T]) -> T:
+        """Record the seed, run the result processors, check they kept the type."""
+        result.metadata.setdefault("seed", request.seed)
+        if self._result_processor is not None:
+            result = self._result_processor(request, result)
+        if not isinstance(result, kind):
+            raise TypeError(
+                f"a result processor returned {type(result).__name__}, not {kind.__name__}")
+        return result
 
     # -- capabilities ----------------------------------------------------------
     @property
@@ -389,12 +395,7 @@ class TextGenerator(Generator["TextRequest"]):
         """Generate ``request.n`` texts; ``generate("prompt", max_tokens=20, seed=1)`` works too."""
         req = TextRequest.build(request, **options).with_seed()
         self._require_trained("generate with")
-        result = self._generate(req)
-        result.metadata.setdefault("seed", req.seed)
-        out = self._process(req, result)
-        if not isinstance(out, TextResult):
-            raise TypeError(f"a result processor returned {type(out).__name__}, not TextResult")
-        return out
+        return self._finish(req, self._generate(req), TextResult)
 
     def stream(self, request: TextRequest | str | None = None, **options: Any) -> Iterator[str]:
         """Yield the first sample's text piece by piece as it is generated.
@@ -424,26 +425,8 @@ class ImageGenerator(Generator["ImageRequest"]):
         """Generate ``request.n`` images (``generate(n=16, seed=0)`` works too)."""
         req = ImageRequest.build(request, **options).with_seed()
         self._require_trained("generate with")
-        result = self._generate(req)
-        result.metadata.setdefault("seed", req.seed)
-        out = self._process(req, result)
-        if not isinstance(out, ImageResult):
-            raise TypeError(f"a result processor returned {type(out).__name__}, not ImageResult")
-        return out
+        return self._finish(req, self._generate(req), ImageResult)
 
     @abc.abstractmethod
     def _generate(self, request: ImageRequest) -> ImageResult:
         """Generate ``request.n`` images; ``request.seed`` is set."""
-
-
-def describe_config(config_class: type[GeneratorConfig]) -> Mapping[str, Any]:
-    """Default values of a config class's options (for help texts)."""
-    out: dict[str, Any] = {}
-    for f in dataclasses.fields(config_class):
-        if f.default is not dataclasses.MISSING:
-            out[f.name] = f.default
-        elif f.default_factory is not dataclasses.MISSING:
-            out[f.name] = f.default_factory()
-        else:
-            out[f.name] = None
-    return out

@@ -111,6 +111,25 @@ py::dict stats_dict(const ngram::PerplexityStats& st) {
   return d;
 }
 
+// The estimator's options from the Python arguments (validated).
+ngram::EstimateOptions estimate_options(int order, const std::string& mode,
+                                        const std::optional<std::vector<float>>& discount_fallback,
+                                        const std::optional<std::vector<std::uint64_t>>& prune,
+                                        unsigned threads) {
+  ngram::EstimateOptions opt;
+  ngram::check_order(order);
+  opt.order = order;
+  opt.mode = ngram::parse_token_mode(mode);
+  if (discount_fallback) {
+    if (discount_fallback->empty())
+      throw std::invalid_argument("discount_fallback must hold 1 to 3 discounts, got none");
+    opt.discount_fallback = *discount_fallback;
+  }
+  if (prune) opt.prune = *prune;
+  opt.threads = threads;
+  return opt;
+}
+
 }  // namespace
 
 void register_ngram(py::module_& m) {
@@ -131,17 +150,8 @@ fixed for the specials: <unk> = 0, <s> = 1, </s> = 2.
       [](const py::object& source, int order, const std::string& mode,
          std::optional<std::vector<float>> discount_fallback,
          std::optional<std::vector<std::uint64_t>> prune, unsigned threads) {
-        ngram::EstimateOptions opt;
-        ngram::check_order(order);
-        opt.order = order;
-        opt.mode = ngram::parse_token_mode(mode);
-        if (discount_fallback) {
-          if (discount_fallback->empty())
-            throw std::invalid_argument("discount_fallback must hold 1 to 3 discounts, got none");
-          opt.discount_fallback = *discount_fallback;
-        }
-        if (prune) opt.prune = *prune;
-        opt.threads = threads;
+        ngram::EstimateOptions opt =
+            estimate_options(order, mode, discount_fallback, prune, threads);
         ngram::EstimateInfo info;
         std::optional<Model> model;
         if (is_path(source)) {
@@ -181,17 +191,8 @@ threads: 0 = all cores.)doc");
         if (!py::isinstance<py::str>(text_obj) && !py::isinstance<py::bytes>(text_obj))
           throw std::invalid_argument("estimate_text expects str or bytes (UTF-8)");
         std::string text = text_obj.cast<std::string>();
-        ngram::EstimateOptions opt;
-        ngram::check_order(order);
-        opt.order = order;
-        opt.mode = ngram::parse_token_mode(mode);
-        if (discount_fallback) {
-          if (discount_fallback->empty())
-            throw std::invalid_argument("discount_fallback must hold 1 to 3 discounts, got none");
-          opt.discount_fallback = *discount_fallback;
-        }
-        if (prune) opt.prune = *prune;
-        opt.threads = threads;
+        ngram::EstimateOptions opt =
+            estimate_options(order, mode, discount_fallback, prune, threads);
         ngram::EstimateInfo info;
         std::optional<Model> model;
         {
