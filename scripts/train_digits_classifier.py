@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import torch
-from aigc_engine.plugins.gan.datasets import load_digits
-from aigc_engine.plugins.gan.metrics import CLASSIFIER_FILE, DigitsClassifier, as_input
 from safetensors.torch import save_file
 from torch.nn import functional as F  # noqa: N812
+
+from aigc_engine.plugins.gan.datasets import load_digits
+from aigc_engine.plugins.gan.metrics import CLASSIFIER_FILE, DigitsClassifier, as_input
 
 log = logging.getLogger("train_digits_classifier")
 

@@ -11,10 +11,10 @@ from PIL import Image
 
 torch = pytest.importorskip("torch")
 
-from aigc_engine.plugins.gan.datasets import ImageDataset, load_digits  # noqa: E402
 from click.testing import CliRunner  # noqa: E402
 
 from aigc_engine import ConfigError, Engine, ImageGenerator, UnsupportedOperationError  # noqa: E402
+from aigc_engine.plugins.gan.datasets import ImageDataset, load_digits  # noqa: E402
 
 TINY = {"g_width": 8, "d_width": 8, "latent_dim": 16, "batch_size": 32, "log_every": 10,
         "bn_batches": 4}

@@ -9,6 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+
+from aigc_engine import ConfigError, Engine
 from aigc_engine.plugins.gan.datasets import (
     ImageDataset,
     ImageFolder,
@@ -16,9 +19,6 @@ from aigc_engine.plugins.gan.datasets import (
     load_digits,
     load_image_folder,
 )
-from PIL import Image
-
-from aigc_engine import ConfigError, Engine
 
 
 def test_digits_splits() -> None:

@@ -34,8 +34,6 @@ def test_unconditional_digits_fid_within_180_cpu_seconds() -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(strict=False, reason="not reached yet: measured digits-FID 6.1-6.3 with "
-                   "94.5% label accuracy at 60 CPU-s (targets met at 90 CPU-s); docs/gan.md")
 def test_conditional_digits_fid_within_60_cpu_seconds() -> None:
     result = train_and_measure("cond", seed=0)
     report = result["report"]

@@ -72,7 +72,7 @@ class GanConfig(GeneratorConfig):
 
     image_size: int = 8
     channels: int = 1
-    latent_dim: int = 64
+    latent_dim: int = 32
     g_width: int = 32
     d_width: int = 32
     conditional: bool = False
