@@ -288,6 +288,14 @@ class Generator(abc.ABC, Generic[R]):
             return self._datasets(data, modality=self.modality)
         return resolve(data, {}, modality=self.modality)
 
+    def adopt_origin(self, source: Generator[Any]) -> None:
+        """Record that this generator comes from the plugin that made ``source``.
+
+        For a generator that builds another (an ONNX export), so the new bundle's
+        manifest names the right plugin and version.
+        """
+        self._plugin = source._plugin
+
     def _finish(self, request: Any, result: Any, kind: type[T]) -> T:
         """Record the seed, run the result processors, check they kept the type."""
         result.metadata.setdefault("seed", request.seed)

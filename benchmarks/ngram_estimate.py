@@ -48,8 +48,9 @@ def main() -> None:
     args = ap.parse_args()
     if not args.corpus.is_file():
         sys.exit(f"corpus not found: {args.corpus}")
-    base = json.loads(subprocess.run([sys.executable, "-c", BASELINE], check=True,
-                                     capture_output=True, text=True).stdout.strip().splitlines()[-1])
+    baseline = subprocess.run([sys.executable, "-c", BASELINE], check=True,
+                              capture_output=True, text=True)
+    base = json.loads(baseline.stdout.strip().splitlines()[-1])
     import os
 
     print(f"load average before: {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs "

@@ -54,10 +54,11 @@ def scoring(order: int, repeat: int, rounds: int, tmp: Path) -> None:
         print("kenlm: the PyPI `kenlm` module is not installed: no comparison in this run")
     if kenlm is not None:
         km = kenlm.Model(str(arpa))
-        contenders["kenlm Model.score() loop"] = lambda: [km.score(s, bos=True, eos=True) for s in sentences]
+        contenders["kenlm Model.score() loop"] = lambda: [
+            km.score(s, bos=True, eos=True) for s in sentences]
         ks = [km.score(s) for s in sentences[:2000]]
         ms = ours.score_batch(sentences[:2000])
-        diff = max(abs(a - b) for a, b in zip(ks, ms))
+        diff = max(abs(a - b) for a, b in zip(ks, ms, strict=True))
         print(f"max |aigc - kenlm| sentence score on 2000 sentences: {diff:.2e} (log10)")
     # Rounds alternate the contenders, and each keeps its best round, so that
     # load changes on a shared machine hit all of them alike.
@@ -84,7 +85,8 @@ def generation(order: int, n_tokens: int, top_k: int, tmp: Path) -> None:
     t_index = time.perf_counter() - t0
     print(f"generation: order {order} model of {corpus.name} (V = {model.vocab_size}, "
           f"{sum(model.counts)} n-grams; estimated in {t_est:.1f} s, top-k index {t_index:.2f} s)")
-    for label, stop in (("continuous (stop_at_eos=False)", False), ("sentences (stop at </s>)", True)):
+    for label, stop in (("continuous (stop_at_eos=False)", False),
+                        ("sentences (stop at </s>)", True)):
         produced = 0
         seed = 0
         t0 = time.perf_counter()

@@ -410,5 +410,5 @@ class GanGenerator(ImageGenerator):
         exported = OnnxGanGenerator(runtime_cfg)
         exported.set_model(self.onnx_bytes())
         exported.metrics = {**self.metrics, "exported_from": "gan"}
-        exported._plugin = self._plugin
+        exported.adopt_origin(self)
         return exported.save(path)
