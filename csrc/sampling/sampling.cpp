@@ -363,7 +363,24 @@ inline void add_hist1(const float* w, std::int64_t len, double* hist) {
   for (std::int64_t j = 0; j < len; ++j) hist[digit1(w[j])] += w[j];
 }
 
-// Copies the weights of level-1 bucket `bucket` to out; returns their number.
+// Lane indices that move the set lanes of an 8-bit mask to the front, in
+// order (a stream compaction by one permutation per vector).
+struct CompressTable {
+  alignas(32) std::int32_t perm[256][kW];
+  constexpr CompressTable() : perm() {
+    for (int m = 0; m < 256; ++m) {
+      int k = 0;
+      for (int l = 0; l < kW; ++l)
+        if (m & (1 << l)) perm[m][k++] = l;
+      for (; k < kW; ++k) perm[m][k] = 0;
+    }
+  }
+};
+constexpr CompressTable kCompress;
+
+// Copies the weights of level-1 bucket `bucket` to out, in order; returns
+// their number. out may be w itself (the stores at out + k, k <= j, only
+// cover values already loaded) and needs no slack.
 AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std::uint32_t bucket,
                                         float* out) {
   const VI want = splati(static_cast<std::int32_t>(bucket));
@@ -371,12 +388,11 @@ AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std:
   std::int64_t k = 0, j = 0;
   for (; j + kW <= count; j += kW) {
     const VF v = load(w + j);
-    unsigned hit = lane_mask((((VI)v >> kShift1) & mask) == want);
-    while (hit) {
-      const int l = __builtin_ctz(hit);
-      hit &= hit - 1;
-      out[k++] = v[l];
-    }
+    const unsigned hit = lane_mask((((VI)v >> kShift1) & mask) == want);
+    VI perm;
+    std::memcpy(&perm, kCompress.perm[hit], sizeof perm);
+    store(out + k, __builtin_shuffle(v, perm));
+    k += __builtin_popcount(hit);
   }
   for (; j < count; ++j)
     if (digit1(w[j]) == bucket) out[k++] = w[j];
@@ -385,7 +401,10 @@ AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std:
 
 // The mass of weights whose level-1 digit is above `hi`; adds the weights with
 // digits in [lo, hi] to hist (the exact histogram of that bracket) and copies
-// them to out (their number in *out_count).
+// them to out (their number in *out_count). The copies are made first, by
+// compaction (out needs no slack: a vector of 8 lanes is stored at out + k
+// with k <= j, so within out[0..count)), and the histogram is then built from
+// them in the same (id) order, so its sums are those of a direct pass.
 AIGC_CLONES double bracket_pass(const float* w, std::int64_t count, std::uint32_t lo,
                                 std::uint32_t hi, double* hist, float* out,
                                 std::int64_t* out_count) {
@@ -402,13 +421,11 @@ AIGC_CLONES double bracket_pass(const float* w, std::int64_t count, std::uint32_
       const VI d = ((VI)v >> kShift1) & mask;
       const VI gt = d > vhi;
       acc += (VF)((VI)v & gt);
-      unsigned in = lane_mask((d >= vlo) & ~gt);
-      while (in) {
-        const int l = __builtin_ctz(in);
-        in &= in - 1;
-        hist[d[l]] += v[l];
-        out[k++] = v[l];
-      }
+      const unsigned in = lane_mask((d >= vlo) & ~gt);
+      VI perm;  // stored whatever the mask (no branch to mispredict)
+      std::memcpy(&perm, kCompress.perm[in], sizeof perm);
+      store(out + k, __builtin_shuffle(v, perm));
+      k += __builtin_popcount(in);
     }
     above += hsum(acc);
   }
@@ -417,10 +434,10 @@ AIGC_CLONES double bracket_pass(const float* w, std::int64_t count, std::uint32_
     if (d > hi) {
       above += w[j];
     } else if (d >= lo) {
-      hist[d] += w[j];
       out[k++] = w[j];
     }
   }
+  for (std::int64_t i = 0; i < k; ++i) hist[digit1(out[i])] += out[i];
   *out_count = k;
   return above;
 }
@@ -503,10 +520,7 @@ float mass_threshold(const float* w, std::int64_t count, double target, float* t
         if (c >= 0) {
           b = c;
           above = exact_above + inner;
-          std::int64_t kept = 0;
-          for (std::int64_t j = 0; j < in_bracket; ++j)
-            if (digit1(tmp[j]) == static_cast<std::uint32_t>(b)) tmp[kept++] = tmp[j];
-          bracket_count = kept;
+          bracket_count = gather_bucket1(tmp, in_bracket, static_cast<std::uint32_t>(b), tmp);
           break;
         }
         if (lo == 0 || lo_wide >= lo) break;  // nothing wider to try: the full histogram
