@@ -1,8 +1,9 @@
 // The CPU token sampler: penalties, temperature, top-k, top-p, min-p, one draw.
 //
 // No full sort. A row is read once for its maximum (or, with top-k, once for
-// a running k-th-largest threshold kept in a min-heap, skipping 64-score
-// blocks whose maximum is below it); every later step works only on the
+// a running lower bound of the k-th largest score, raised by a selection over
+// the scores above it every k candidates, skipping 64-score blocks whose
+// maximum is below it); every later step works only on the
 // surviving candidates. The top-p threshold is a selection by mass: a radix
 // histogram over the float bits of the weights (ties stay together), built
 // exactly only for a bracket found from a sample (checked, with retries and a
@@ -14,6 +15,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <functional>
 #include <limits>
 #include <memory>
 #include <stdexcept>
@@ -235,57 +237,42 @@ float checked_max(const float* x, std::int64_t n) {
   return m;
 }
 
-// Min-heap of floats (the k largest seen so far) with a replace-top operation.
-inline void sift_down(float* h, std::int64_t size, std::int64_t i) {
-  const float v = h[i];
-  for (;;) {
-    std::int64_t c = 2 * i + 1;
-    if (c >= size) break;
-    if (c + 1 < size && h[c + 1] < h[c]) ++c;
-    if (!(h[c] < v)) break;
-    h[i] = h[c];
-    i = c;
-  }
-  h[i] = v;
-}
-
-inline void sift_up(float* h, std::int64_t i) {
-  const float v = h[i];
-  while (i > 0) {
-    std::int64_t parent = (i - 1) / 2;
-    if (!(v < h[parent])) break;
-    h[i] = h[parent];
-    i = parent;
-  }
-  h[i] = v;
-}
-
 // Top-k candidates: writes to idx (ascending ids) every finite score >= the
 // k-th largest score (counted with multiplicity), returns their number and the
-// row maximum. heap holds k floats. Returns -1 for a row with a NaN, +inf or
-// no finite score.
-// One candidate of the top-k scan: pushes v (at id j) into the heap of the k
-// largest values when it reaches the running threshold thr.
-inline void top_k_offer(float v, std::int64_t j, std::int64_t k, float* heap, std::int64_t& size,
-                        float& thr, std::int32_t* idx, std::int64_t& count) {
-  if (!(v >= thr) || v == -kInf) return;
-  if (size < k) {
-    heap[size] = v;
-    sift_up(heap, size);
-    ++size;
-    if (size == k) thr = heap[0];
-  } else if (v > thr) {
-    heap[0] = v;
-    sift_down(heap, size, 0);
-    thr = heap[0];
+// row maximum. buf holds min(2k, n) floats. Returns -1 for a row with a NaN,
+// +inf or no finite score.
+//
+// The running threshold thr is a lower bound of the k-th largest score: buf
+// collects the scores above it, and when it holds cap = min(2k, n) of them a
+// selection (nth_element) raises thr to their k-th largest and keeps those k.
+// Every finite score >= thr when seen is a candidate (its id appended); the
+// final threshold, the k-th largest of buf, is then exact and filters them.
+struct TopKState {
+  std::int64_t k, cap, size = 0, count = 0;
+  float thr = -std::numeric_limits<float>::infinity();
+  float* buf;
+  std::int32_t* idx;
+};
+
+inline void top_k_select(TopKState& st) {
+  std::nth_element(st.buf, st.buf + (st.k - 1), st.buf + st.size, std::greater<float>());
+  st.thr = st.buf[st.k - 1];
+  st.size = st.k;
+}
+
+// One score v at id j of the top-k scan.
+inline void top_k_offer(float v, std::int64_t j, TopKState& st) {
+  if (!(v >= st.thr) || v == -kInf) return;
+  st.idx[st.count++] = static_cast<std::int32_t>(j);
+  if (v > st.thr || st.thr == -kInf) {
+    st.buf[st.size++] = v;
+    if (st.size == st.cap) top_k_select(st);
   }
-  idx[count++] = static_cast<std::int32_t>(j);
 }
 
 AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::int64_t k,
-                                          float* heap, std::int32_t* idx, float& max_out) {
-  std::int64_t size = 0, count = 0;
-  float thr = -kInf;
+                                          float* buf, std::int32_t* idx, float& max_out) {
+  TopKState st{k, std::min(2 * k, n), 0, 0, -kInf, buf, idx};
   VF row_max = splat(-kInf);
   VI nan = splati(0);
   const VF neg_inf = splat(-kInf);
@@ -303,13 +290,13 @@ AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::i
     }
     nan |= (sum != sum);
     row_max = mx > row_max ? mx : row_max;
-    if (!any((mx >= splat(thr)) & (mx > neg_inf))) continue;  // nothing reaches the threshold
+    if (!any((mx >= splat(st.thr)) & (mx > neg_inf))) continue;  // nothing reaches the threshold
     for (int q = 0; q < kBlock / kW; ++q) {
-      unsigned hits = lane_mask((v[q] >= splat(thr)) & (v[q] > neg_inf));
+      unsigned hits = lane_mask((v[q] >= splat(st.thr)) & (v[q] > neg_inf));
       while (hits) {
         const int l = __builtin_ctz(hits);
         hits &= hits - 1;
-        top_k_offer(x[b + q * kW + l], b + q * kW + l, k, heap, size, thr, idx, count);
+        top_k_offer(x[b + q * kW + l], b + q * kW + l, st);
       }
     }
   }
@@ -322,11 +309,18 @@ AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::i
     const float v = x[b];
     m = v > m ? v : m;
     bad |= (v != v);
-    top_k_offer(v, b, k, heap, size, thr, idx, count);
+    top_k_offer(v, b, st);
   }
   // Thrown by the caller: unwinding through a target_clones function aborts.
   if (bad || m == kInf || m == -kInf) return -1;
-  if (size < k) thr = -kInf;  // fewer finite scores than k: all are kept
+  // The k-th largest finite score (buf holds every score above the running
+  // threshold, and k of them once it was raised); fewer than k: all are kept.
+  float thr = -kInf;
+  if (st.size >= k) {
+    top_k_select(st);
+    thr = st.thr;
+  }
+  const std::int64_t count = st.count;
   std::int64_t kept = 0;
   for (std::int64_t j = 0; j < count; ++j)
     if (x[idx[j]] >= thr) idx[kept++] = idx[j];
@@ -363,7 +357,24 @@ inline void add_hist1(const float* w, std::int64_t len, double* hist) {
   for (std::int64_t j = 0; j < len; ++j) hist[digit1(w[j])] += w[j];
 }
 
-// Copies the weights of level-1 bucket `bucket` to out; returns their number.
+// Lane indices that move the set lanes of an 8-bit mask to the front, in
+// order (a stream compaction by one permutation per vector).
+struct CompressTable {
+  alignas(32) std::int32_t perm[256][kW];
+  constexpr CompressTable() : perm() {
+    for (int m = 0; m < 256; ++m) {
+      int k = 0;
+      for (int l = 0; l < kW; ++l)
+        if (m & (1 << l)) perm[m][k++] = l;
+      for (; k < kW; ++k) perm[m][k] = 0;
+    }
+  }
+};
+constexpr CompressTable kCompress;
+
+// Copies the weights of level-1 bucket `bucket` to out, in order; returns
+// their number. out may be w itself (the stores at out + k, k <= j, only
+// cover values already loaded) and needs no slack.
 AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std::uint32_t bucket,
                                         float* out) {
   const VI want = splati(static_cast<std::int32_t>(bucket));
@@ -371,12 +382,11 @@ AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std:
   std::int64_t k = 0, j = 0;
   for (; j + kW <= count; j += kW) {
     const VF v = load(w + j);
-    unsigned hit = lane_mask((((VI)v >> kShift1) & mask) == want);
-    while (hit) {
-      const int l = __builtin_ctz(hit);
-      hit &= hit - 1;
-      out[k++] = v[l];
-    }
+    const unsigned hit = lane_mask((((VI)v >> kShift1) & mask) == want);
+    VI perm;
+    std::memcpy(&perm, kCompress.perm[hit], sizeof perm);
+    store(out + k, __builtin_shuffle(v, perm));
+    k += __builtin_popcount(hit);
   }
   for (; j < count; ++j)
     if (digit1(w[j]) == bucket) out[k++] = w[j];
@@ -385,7 +395,10 @@ AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std:
 
 // The mass of weights whose level-1 digit is above `hi`; adds the weights with
 // digits in [lo, hi] to hist (the exact histogram of that bracket) and copies
-// them to out (their number in *out_count).
+// them to out (their number in *out_count). The copies are made first, by
+// compaction (out needs no slack: a vector of 8 lanes is stored at out + k
+// with k <= j, so within out[0..count)), and the histogram is then built from
+// them in the same (id) order, so its sums are those of a direct pass.
 AIGC_CLONES double bracket_pass(const float* w, std::int64_t count, std::uint32_t lo,
                                 std::uint32_t hi, double* hist, float* out,
                                 std::int64_t* out_count) {
@@ -402,13 +415,11 @@ AIGC_CLONES double bracket_pass(const float* w, std::int64_t count, std::uint32_
       const VI d = ((VI)v >> kShift1) & mask;
       const VI gt = d > vhi;
       acc += (VF)((VI)v & gt);
-      unsigned in = lane_mask((d >= vlo) & ~gt);
-      while (in) {
-        const int l = __builtin_ctz(in);
-        in &= in - 1;
-        hist[d[l]] += v[l];
-        out[k++] = v[l];
-      }
+      const unsigned in = lane_mask((d >= vlo) & ~gt);
+      VI perm;  // stored whatever the mask (no branch to mispredict)
+      std::memcpy(&perm, kCompress.perm[in], sizeof perm);
+      store(out + k, __builtin_shuffle(v, perm));
+      k += __builtin_popcount(in);
     }
     above += hsum(acc);
   }
@@ -417,10 +428,10 @@ AIGC_CLONES double bracket_pass(const float* w, std::int64_t count, std::uint32_
     if (d > hi) {
       above += w[j];
     } else if (d >= lo) {
-      hist[d] += w[j];
       out[k++] = w[j];
     }
   }
+  for (std::int64_t i = 0; i < k; ++i) hist[digit1(out[i])] += out[i];
   *out_count = k;
   return above;
 }
@@ -503,10 +514,7 @@ float mass_threshold(const float* w, std::int64_t count, double target, float* t
         if (c >= 0) {
           b = c;
           above = exact_above + inner;
-          std::int64_t kept = 0;
-          for (std::int64_t j = 0; j < in_bracket; ++j)
-            if (digit1(tmp[j]) == static_cast<std::uint32_t>(b)) tmp[kept++] = tmp[j];
-          bracket_count = kept;
+          bracket_count = gather_bucket1(tmp, in_bracket, static_cast<std::uint32_t>(b), tmp);
           break;
         }
         if (lo == 0 || lo_wide >= lo) break;  // nothing wider to try: the full histogram
