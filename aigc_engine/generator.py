@@ -15,7 +15,7 @@ import dataclasses
 import math
 import numbers
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, TypeVar
 
@@ -113,7 +113,22 @@ class SamplingParams:
         return self.temperature == 0.0
 
 
-_SAMPLING_FIELDS = frozenset(f.name for f in dataclasses.fields(SamplingParams))
+def _field_names(cls: type) -> frozenset[str]:
+    return frozenset(f.name for f in dataclasses.fields(cls))
+
+
+def _reject_unknown(options: Mapping[str, Any], valid: frozenset[str], *,
+                    also_valid: frozenset[str] = frozenset()) -> None:
+    """A ConfigError naming unknown request options and listing the valid ones."""
+    unknown = sorted(set(options) - valid)
+    if unknown:
+        raise ConfigError(
+            f"unknown request option(s) {', '.join(map(repr, unknown))}; valid: "
+            f"{', '.join(sorted(valid | also_valid))}"
+        )
+
+
+_SAMPLING_FIELDS = _field_names(SamplingParams)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -159,13 +174,7 @@ class TextRequest:
         else:
             base = {} if request is None else {"prompt": request}
         sampling = {k: options.pop(k) for k in list(options) if k in _SAMPLING_FIELDS}
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown request option(s) {', '.join(map(repr, unknown))}; valid: "
-                f"{', '.join(sorted(valid | _SAMPLING_FIELDS))}"
-            )
+        _reject_unknown(options, _field_names(cls), also_valid=_SAMPLING_FIELDS)
         merged = {**base, **options}
         if sampling:
             current = merged.get("sampling", SamplingParams())
@@ -197,15 +206,9 @@ class ImageRequest:
     @classmethod
     def build(cls, request: ImageRequest | None = None, /, **options: Any) -> ImageRequest:
         """A request from keyword options (``n``, ``seed``, ``labels``)."""
+        _reject_unknown(options, _field_names(cls))
         if request is not None:
             return dataclasses.replace(request, **options) if options else request
-        valid = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(options) - valid)
-        if unknown:
-            raise ConfigError(
-                f"unknown request option(s) {', '.join(map(repr, unknown))}; "
-                f"valid: {', '.join(sorted(valid))}"
-            )
         return cls(**options)
 
     def with_seed(self) -> ImageRequest:

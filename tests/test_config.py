@@ -116,3 +116,8 @@ def test_prompt_may_be_given_by_keyword() -> None:
     assert TextRequest.build(prompt="hi", n=2).prompt == "hi"
     base = TextRequest(prompt="a")
     assert TextRequest.build(base, prompt="b").prompt == "b"
+
+
+def test_unknown_image_request_options_are_config_errors() -> None:
+    with pytest.raises(ConfigError, match="unknown request option.*'size'.*valid: labels, n, seed"):
+        ImageRequest.build(ImageRequest(n=2), size=3)
