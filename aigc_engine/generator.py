@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from .datasets import Dataset
 
 G = TypeVar("G", bound="Generator[Any]")
+C = TypeVar("C", bound=GeneratorConfig)
 R = TypeVar("R", "TextRequest", "ImageRequest")
 T = TypeVar("T")
 
@@ -273,6 +274,13 @@ class Generator(abc.ABC, Generic[R]):
         self._plugin: tuple[str, str] = ("unknown", "unknown")
         self._result_processor: ResultProcessor | None = None
         self._datasets: Callable[..., Dataset] | None = None
+
+    def config_as(self, kind: type[C]) -> C:
+        """The config as its own class, for typed access (``self.config_as(MyConfig)``)."""
+        if not isinstance(self.config, kind):
+            raise ConfigError(
+                f"{type(self).__name__} has a {type(self.config).__name__}, not a {kind.__name__}")
+        return self.config
 
     # -- engine wiring -------------------------------------------------------
     def _attach(self, *, plugin: tuple[str, str], result_processor: ResultProcessor | None,

@@ -68,8 +68,7 @@ class OnnxGanGenerator(ImageGenerator):
     @property
     def cfg(self) -> OnnxGanConfig:
         """The config, typed."""
-        assert isinstance(self.config, OnnxGanConfig)
-        return self.config
+        return self.config_as(OnnxGanConfig)
 
     @property
     def trained(self) -> bool:

@@ -162,8 +162,7 @@ class GanGenerator(ImageGenerator):
     @property
     def cfg(self) -> GanConfig:
         """The config, typed."""
-        assert isinstance(self.config, GanConfig)
-        return self.config
+        return self.config_as(GanConfig)
 
     @property
     def trained(self) -> bool:

@@ -81,9 +81,7 @@ class NgramGenerator(TextGenerator):
     @property
     def cfg(self) -> NgramConfig:
         """The config, typed."""
-        if not isinstance(self.config, NgramConfig):
-            raise ConfigError("ngram needs an NgramConfig")
-        return self.config
+        return self.config_as(NgramConfig)
 
     @property
     def trained(self) -> bool:

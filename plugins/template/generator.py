@@ -65,8 +65,7 @@ class TemplateGenerator(TextGenerator):
     @property
     def cfg(self) -> TemplateConfig:
         """The config, typed."""
-        assert isinstance(self.config, TemplateConfig)
-        return self.config
+        return self.config_as(TemplateConfig)
 
     @property
     def trained(self) -> bool:

@@ -58,9 +58,7 @@ class MarkovGenerator(TextGenerator):
     @property
     def cfg(self) -> MarkovConfig:
         """The config, typed."""
-        if not isinstance(self.config, MarkovConfig):
-            raise ConfigError("markov needs a MarkovConfig")
-        return self.config
+        return self.config_as(MarkovConfig)
 
     @property
     def order(self) -> int:
