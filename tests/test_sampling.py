@@ -278,6 +278,81 @@ def test_wide_random_rows_match_reference() -> None:
     assert ambiguous <= trials // 10
 
 
+def fused_path_rows() -> list[tuple[str, np.ndarray]]:
+    """Rows of 4096+ scores (the fused top-p pass), shaped so that its sampled
+    bracket is right, or misses above or below the crossing (then the exact
+    general selection runs on the stored weights)."""
+    rng = np.random.default_rng(17)
+    n = 12288
+    gauss = (rng.standard_normal(n) * 2).astype(np.float32)
+    # Heavy tokens between the sampled runs (the sample sees none of them):
+    # the estimated crossing is far too low, the true one is above the bracket.
+    hidden = (rng.standard_normal(n) * 0.1).astype(np.float32)
+    hidden[[20, 40, 300, 600, 5000]] = [9.0, 8.5, 8.0, 7.9, 7.5]
+    # Heavy tokens exactly on the first sampled run (scores 0..15): the sample
+    # counts them 16 times over, so the true crossing is below the bracket.
+    seen = (rng.standard_normal(n) * 0.1).astype(np.float32)
+    seen[:16] = 6.0
+    ties = np.round(rng.standard_normal(n) * 2).astype(np.float32)  # 13 or so values
+    inf = rng.standard_normal(n).astype(np.float32)
+    inf[rng.choice(n, n // 2, replace=False)] = -np.inf
+    flat = np.full(n, 0.5, np.float32)
+    flat[::97] = 0.5 + 1e-3
+    far = (rng.standard_normal(n) * 300).astype(np.float32)  # most weights flush to 0
+    ascending = np.linspace(-10, 10, n + 5, dtype=np.float32)  # not a multiple of 8 or 64
+    return [
+        ("gauss", gauss),
+        ("hidden_heavy", hidden),
+        ("sampled_heavy", seen),
+        ("ties", ties),
+        ("half_-inf", inf),
+        ("flat", flat),
+        ("far", far),
+        ("ascending", ascending),
+    ]
+
+
+FUSED_PARAMS = [
+    P(top_p=0.9),
+    P(top_p=0.5),
+    P(top_p=0.99),
+    P(top_p=1e-6),
+    P(top_p=0.9, temperature=0.05),
+    P(top_p=0.7, temperature=5.0),
+]
+
+
+@pytest.mark.parametrize("params", FUSED_PARAMS, ids=repr)
+def test_fused_top_p_path_matches_reference(params: P) -> None:
+    ambiguous = 0
+    rows = fused_path_rows()
+    for name, row in rows:
+        keep, probs, margin = ref_filter(row, params)
+        if margin < 2e-6:
+            ambiguous += 1
+            continue
+        np.testing.assert_array_equal(S.kept_mask(row, params), keep, err_msg=name)
+        np.testing.assert_allclose(
+            S.filter_probs(row, params), probs, rtol=2e-5, atol=1e-7, err_msg=name
+        )
+        draws = S.sample(np.tile(row, (32, 1)), params, seed=3, step=np.arange(32))
+        assert keep[draws].all() and (probs[draws] > 0).all(), name
+    assert ambiguous <= 3  # top_p = 0.99 puts 3 of the 8 rows within 2e-6 of a boundary
+
+
+def test_fused_top_p_agrees_with_the_general_path() -> None:
+    """The same row, once at 4096+ scores (fused pass) and once cut into the
+    general path's size: the kept tokens of the shared part agree exactly when
+    the extra scores carry no weight (-inf)."""
+    rng = np.random.default_rng(4)
+    short = (rng.standard_normal(3000) * 1.5).astype(np.float32)
+    long = np.concatenate([short, np.full(5000, -np.inf, np.float32)])
+    for top_p in (0.2, 0.6, 0.9, 0.999):
+        params = P(top_p=top_p)
+        np.testing.assert_array_equal(S.kept_mask(long, params)[:3000], S.kept_mask(short, params))
+        assert not S.kept_mask(long, params)[3000:].any()
+
+
 def test_ties_with_kth_are_kept_and_greedy_takes_first_max() -> None:
     row = np.array([1, 5, 3, 5, 3, 3, 0], np.float32)
     assert S.kept_mask(row, P(top_k=1)).tolist() == [0, 1, 0, 1, 0, 0, 0]
@@ -339,10 +414,13 @@ def test_draws_fit_the_truncated_distribution(params: P) -> None:
     assert chi2 < chi2_critical(df, Z_001), (chi2, df)
 
 
-def test_draws_with_large_vocab_fit() -> None:
+@pytest.mark.parametrize("vocab", [4000, 20000])
+def test_draws_with_large_vocab_fit(vocab: int) -> None:
+    # Full rows (no top-k): 4000 scores take the general radix mass selection,
+    # 20000 the fused top-p pass (rows of 4096 scores or more).
     rng = np.random.default_rng(9)
-    row = (rng.standard_normal(4000) * 2).astype(np.float32)
-    params = P(top_p=0.7)  # the full-row (non top-k) path with radix mass selection
+    row = (rng.standard_normal(vocab) * 2).astype(np.float32)
+    params = P(top_p=0.7)
     n = 60000
     counts = draw_counts(row, params, n, seed=77)
     keep, probs, _ = ref_filter(row, params)

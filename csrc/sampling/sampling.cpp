@@ -153,6 +153,7 @@ void apply_penalties(const float* logits, std::int64_t n, const SamplingParams& 
 #define AIGC_VEC static inline __attribute__((always_inline))
 typedef float VF __attribute__((vector_size(32)));
 typedef std::int32_t VI __attribute__((vector_size(32)));
+typedef double VD __attribute__((vector_size(32)));
 constexpr int kW = 8;
 
 AIGC_VEC VF load(const float* p) {
@@ -164,6 +165,18 @@ AIGC_VEC void store(float* p, const VF& v) { std::memcpy(p, &v, sizeof v); }
 AIGC_VEC float hmax(const VF& v) {
   float m = v[0];
   for (int l = 1; l < kW; ++l) m = v[l] > m ? v[l] : m;
+  return m;
+}
+// Adds the 8 lanes of v, as doubles, to the 4 lanes of d (lanes l and l + 4
+// of v go to lane l).
+AIGC_VEC void add_to(VD& d, const VF& v) {
+  d += __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), VD);
+  d += __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), VD);
+}
+AIGC_VEC double hsum_d(const VD& d) { return (d[0] + d[1]) + (d[2] + d[3]); }
+AIGC_VEC float hmin(const VF& v) {
+  float m = v[0];
+  for (int l = 1; l < kW; ++l) m = v[l] < m ? v[l] : m;
   return m;
 }
 AIGC_VEC float hsum(const VF& v) {
@@ -190,35 +203,48 @@ AIGC_VEC VI splati(std::int32_t i) { return VI{i, i, i, i, i, i, i, i}; }
 
 // exp2_weight of row_common.hpp, 8 lanes, same operations in the same order.
 AIGC_VEC VF exp2_weight_v(const VF& t_in) {
-  const VI ok = t_in >= splat(kMinLog2Weight);
-  const VF t = (VF)((VI)t_in & ok);
+  const VF lo = splat(kMinLog2Weight);
+  const VF t = t_in > lo ? t_in : lo;
   const VF shifted = t + splat(kRoundMagic);
   const VF n = shifted - splat(kRoundMagic);
   const VF f = t - n;
-  VF p = splat(kC6);
-  p = p * f + splat(kC5);
+  VF p = splat(kC5);
   p = p * f + splat(kC4);
   p = p * f + splat(kC3);
   p = p * f + splat(kC2);
   p = p * f + splat(kC1);
   p = p * f + splat(1.0f);
   const VI e = ((VI)shifted - splati(static_cast<std::int32_t>(kRoundMagicBits - 127u))) << 23;
-  return (VF)((VI)(p * (VF)e) & ok);
+  return p * (VF)e;
 }
 
-// Maximum of a range; sets bad when it holds a NaN.
+// Maximum of a range; sets bad when it holds a NaN. Four independent lanes
+// of accumulators (a max and a sum each) keep the loop at memory speed; a
+// NaN makes a sum NaN (so do +inf mixed with -inf, and overflow: such ranges
+// are re-checked exactly).
 AIGC_CLONES float range_max(const float* x, std::int64_t len, bool& bad) {
-  VF mx = splat(-kInf);
-  VF sum = splat(0.0f);  // NaN if a NaN was seen (or +-inf mixed: checked exactly)
+  VF mx[4] = {splat(-kInf), splat(-kInf), splat(-kInf), splat(-kInf)};
+  VF sum[4] = {splat(0.0f), splat(0.0f), splat(0.0f), splat(0.0f)};
   std::int64_t i = 0;
+  for (; i + 4 * kW <= len; i += 4 * kW) {
+    for (int q = 0; q < 4; ++q) {
+      const VF v = load(x + i + q * kW);
+      mx[q] = v > mx[q] ? v : mx[q];
+      sum[q] += v;
+    }
+  }
   for (; i + kW <= len; i += kW) {
     const VF v = load(x + i);
-    mx = v > mx ? v : mx;
-    sum += v;
+    mx[0] = v > mx[0] ? v : mx[0];
+    sum[0] += v;
   }
-  float m = hmax(mx);
+  for (int q = 1; q < 4; ++q) {
+    mx[0] = mx[q] > mx[0] ? mx[q] : mx[0];
+    sum[0] += sum[q];
+  }
+  float m = hmax(mx[0]);
   bool any_nan = false;
-  if (any(sum != sum))
+  if (any(sum[0] != sum[0]))
     for (std::int64_t j = 0; j < i; ++j) any_nan |= (x[j] != x[j]);
   for (; i < len; ++i) {
     const float v = x[i];
@@ -227,6 +253,18 @@ AIGC_CLONES float range_max(const float* x, std::int64_t len, bool& bad) {
   }
   if (any_nan) bad = true;
   return m;
+}
+
+// The first index of value v in x (which holds it).
+AIGC_CLONES std::int64_t find_first(const float* x, std::int64_t n, float v) {
+  const VF vv = splat(v);
+  std::int64_t i = 0;
+  for (; i + kW <= n; i += kW) {
+    const unsigned hit = lane_mask(load(x + i) == vv);
+    if (hit) return i + __builtin_ctz(hit);
+  }
+  while (x[i] != v) ++i;
+  return i;
 }
 
 // The row maximum; throws on NaN, +inf and rows without a finite score.
@@ -451,6 +489,33 @@ int crossing_bucket(const double* hist, int top, int bottom, double target, doub
   return -1;
 }
 
+// The mass threshold within one level-1 bucket: the largest value t among
+// tmp[0..cnt) (destroyed) with sum(tmp >= t) >= target, by two more radix
+// levels (bits 17..9, then 8..0) or a sort once at most kSortLimit are left.
+float refine_bucket(float* tmp, std::int64_t cnt, double target) {
+  constexpr int kShift[2] = {9, 0};
+  double hist[512];
+  for (int level = 0; level < 2; ++level) {
+    if (cnt <= kSortLimit) return sorted_threshold(tmp, cnt, target);
+    const int shift = kShift[level];
+    std::memset(hist, 0, sizeof hist);
+    for (std::int64_t j = 0; j < cnt; ++j) hist[(float_bits(tmp[j]) >> shift) & 511u] += tmp[j];
+    double acc = 0.0;
+    int d = 511;
+    for (; d >= 0; --d) {
+      if (acc + hist[d] >= target) break;
+      acc += hist[d];
+    }
+    if (d < 0) return 0.0f;
+    target -= acc;
+    std::int64_t kept = 0;
+    for (std::int64_t j = 0; j < cnt; ++j)
+      if (((float_bits(tmp[j]) >> shift) & 511u) == static_cast<std::uint32_t>(d)) tmp[kept++] = tmp[j];
+    cnt = kept;
+  }
+  return tmp[0];  // all remaining values are equal
+}
+
 float mass_threshold(const float* w, std::int64_t count, double target, float* tmp, double total) {
   if (count <= kSortLimit) {
     std::memcpy(tmp, w, static_cast<std::size_t>(count) * sizeof(float));
@@ -534,30 +599,10 @@ float mass_threshold(const float* w, std::int64_t count, double target, float* t
     if (b < 0) return 0.0f;  // rounding: the whole set is needed
   }
   target -= above;
-  std::int64_t cnt = bracket_count >= 0
-                         ? bracket_count
-                         : gather_bucket1(w, count, static_cast<std::uint32_t>(b), tmp);
-  constexpr int kShift[2] = {9, 0};
-  double hist[512];
-  for (int level = 0; level < 2; ++level) {
-    if (cnt <= kSortLimit) return sorted_threshold(tmp, cnt, target);
-    const int shift = kShift[level];
-    std::memset(hist, 0, sizeof hist);
-    for (std::int64_t j = 0; j < cnt; ++j) hist[(float_bits(tmp[j]) >> shift) & 511u] += tmp[j];
-    double acc = 0.0;
-    int d = 511;
-    for (; d >= 0; --d) {
-      if (acc + hist[d] >= target) break;
-      acc += hist[d];
-    }
-    if (d < 0) return 0.0f;
-    target -= acc;
-    std::int64_t kept = 0;
-    for (std::int64_t j = 0; j < cnt; ++j)
-      if (((float_bits(tmp[j]) >> shift) & 511u) == static_cast<std::uint32_t>(d)) tmp[kept++] = tmp[j];
-    cnt = kept;
-  }
-  return tmp[0];  // all remaining values are equal
+  const std::int64_t cnt = bracket_count >= 0
+                               ? bracket_count
+                               : gather_bucket1(w, count, static_cast<std::uint32_t>(b), tmp);
+  return refine_bucket(tmp, cnt, target);
 }
 
 // Full-row weights w = exp2_weight((x - m) * t_scale), the sum per block of
@@ -586,6 +631,239 @@ AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float t
     z += bs;
   }
   return z;
+}
+
+// ---------------------------------------------------------------- top-p, fused
+// Top-p over a whole row with one pass after the maximum. A sample of the
+// scores gives a bracket of level-1 buckets [lo, hi] that probably holds the
+// crossing; the pass then computes and stores the weights, their total, the
+// mass above the bracket, and copies the weights inside it. The exact masses
+// then either confirm the bracket, and the threshold is selected among its
+// weights, or not, and mass_threshold runs on the stored weights: the result
+// is exact whatever the sample.
+constexpr std::int64_t kFusedMinRow = 4096;  // shorter rows take the general path
+constexpr std::int64_t kSampleRun = 16;      // sampled scores: one run of 16 (a cache line)
+constexpr std::int64_t kSampleSpan = 256;    // per 256
+
+float level1_floor(int bucket) { return bits_float(static_cast<std::uint32_t>(bucket) << kShift1); }
+
+// The level-1 histogram h[lo..hi] of the values v[0..count) (all in buckets
+// lo..hi); h holds 4 * kHist1 doubles. Four interleaved partial histograms
+// keep runs of equal buckets from waiting on each other.
+void bracket_hist(const float* v, std::int64_t count, int lo, int hi, double* h) {
+  const std::size_t width = static_cast<std::size_t>(hi - lo + 1);
+  double* part[4] = {h + lo, h + kHist1, h + 2 * kHist1, h + 3 * kHist1};
+  for (double* q : part) std::memset(q, 0, width * sizeof(double));
+  const std::uint32_t base = static_cast<std::uint32_t>(lo);
+  std::int64_t j = 0;
+  for (; j + 4 <= count; j += 4)
+    for (int q = 0; q < 4; ++q) part[q][digit1(v[j + q]) - base] += v[j + q];
+  for (; j < count; ++j) part[0][digit1(v[j]) - base] += v[j];
+  for (std::size_t d = 0; d < width; ++d) part[0][d] += (part[1][d] + part[2][d]) + part[3][d];
+}
+
+// The bracket [lo, hi] of level-1 buckets that holds the crossing of the mass
+// fraction p with high probability, estimated from the weights of a 1/16
+// sample (runs of 16 scores) plus the maximum's, which is 1 and is added
+// exactly. For a bucket d, F(d) = the estimated fraction of the mass at or
+// above d, with the standard error of a ratio estimator,
+// SE^2 = sum_j (y_j - F s_j)^2 / S^2 over the sampled weights s_j (y_j = s_j
+// when at or above d), from per-bucket sums of s and s^2; the bracket spans
+// the buckets where |F(d) - p| < kBracketZ * SE(d) + a floor of 0.2% (for the
+// rounding of an almost-exact estimate).
+constexpr double kBracketZ = 3.0;
+constexpr double kBracketFloor = 0.002;
+
+AIGC_CLONES void sample_bracket(const float* x, std::int64_t n, float m, float t_scale, double p,
+                                float* buf, double* h, int* lo, int* hi) {
+  *hi = kHist1 - 1;
+  *lo = 0;
+  if (n < kSampleSpan) return;  // no sample: the widest bracket
+  // The sampled weights into buf, with their sum, sum of squares and minimum.
+  const VF mv = splat(m), cv = splat(t_scale);
+  VF sum = splat(0.0f), mn = splat(1.0f);
+  std::int64_t count = 0;
+  for (std::int64_t base = 0, r = 0; base + kSampleSpan <= n; base += kSampleSpan, ++r) {
+    const float* run = x + base + ((r * 7) % (kSampleSpan / kSampleRun)) * kSampleRun;
+    for (int q = 0; q < kSampleRun / kW; ++q, count += kW) {
+      const VF v = exp2_weight_v((load(run + q * kW) - mv) * cv);
+      store(buf + count, v);
+      sum += v;
+      mn = v < mn ? v : mn;
+    }
+  }
+  const int d_top = static_cast<int>(digit1(1.0f));  // no weight exceeds 1
+  const int d_min = static_cast<int>(digit1(hmin(mn)));
+  bracket_hist(buf, count, d_min, d_top, h);
+  // In sampled units the maximum weighs f = (sampled scores) / n, exactly known.
+  const double f = static_cast<double>(count) / static_cast<double>(n);
+  const double total = f + hsum(sum);
+  // |F - p| < z * SE + floor, without roots or divisions: with F = A / S,
+  // (A - (p -+ floor) S)^2 against z^2 * ((S - A)^2 Qa + A^2 (Q - Qa)) / S^2.
+  const double z2 = kBracketZ * kBracketZ / (total * total);
+  // Sums of squares per bucket from its mass: mass * (the bucket's weight),
+  // within a factor 1.03.
+  double q_total = 0.0;
+  for (int d = d_min; d <= d_top; ++d) q_total += h[d] * level1_floor(d);
+  double above = f, q_above = 0.0;
+  bool hi_set = false;
+  for (int d = d_top; d >= d_min; --d) {
+    if (h[d] == 0.0 && d != d_top) continue;  // nothing changes
+    above += h[d];
+    q_above += h[d] * level1_floor(d);
+    const double below = total - above;
+    const double var_s2 = z2 * (below * below * q_above + above * above * (q_total - q_above));
+    if (!hi_set) {
+      const double gap = (p - kBracketFloor) * total - above;  // > 0: F below p - floor
+      if (gap < 0.0 || gap * gap < var_s2) {
+        *hi = d;
+        hi_set = true;
+      }
+    }
+    const double gap = above - (p + kBracketFloor) * total;  // > 0: F above p + floor
+    if (gap >= 0.0 && gap * gap >= var_s2) {
+      *lo = d;
+      break;
+    }
+  }
+}
+
+struct FusedSums {
+  double z = 0.0;      // total weight
+  double above = 0.0;  // weight >= hi_w
+  std::int64_t count = 0;  // weights in [lo_w, hi_w), copied to out
+};
+
+// Weights w = exp2_weight((x - m) * t_scale) of the whole row, their total,
+// the mass of those >= hi_w, and the ones in [lo_w, hi_w) copied to out in
+// order (compaction: out needs n floats and no slack). Block by block: the
+// weights of a block first, then its bracket work on them while in L1 (one
+// loop for both is slower: its long dependency chains fill the reorder buffer).
+AIGC_CLONES FusedSums weights_bracket_pass(const float* x, std::int64_t n, float m, float t_scale,
+                                           float lo_w, float hi_w, float* w, float* out) {
+  const VF mv = splat(m), cv = splat(t_scale), lov = splat(lo_w), hiv = splat(hi_w);
+  VD z = {0.0, 0.0, 0.0, 0.0}, above = z;
+  std::int64_t k = 0;
+  const std::int64_t full = n - n % kBlock;
+  for (std::int64_t b = 0; b < full; b += kBlock) {
+    VF acc = splat(0.0f), high_acc = splat(0.0f);
+    for (std::int64_t i = b; i < b + kBlock; i += kW) {
+      const VF v = exp2_weight_v((load(x + i) - mv) * cv);
+      store(w + i, v);
+      acc += v;
+    }
+    for (std::int64_t i = b; i < b + kBlock; i += kW) {
+      const VF v = load(w + i);
+      const VI high = v >= hiv;
+      high_acc += (VF)((VI)v & high);
+      const unsigned in = lane_mask((v >= lov) & ~high);
+      VI perm;  // stored whatever the mask (no branch to mispredict)
+      std::memcpy(&perm, kCompress.perm[in], sizeof perm);
+      store(out + k, __builtin_shuffle(v, perm));
+      k += __builtin_popcount(in);
+    }
+    add_to(z, acc);
+    add_to(above, high_acc);
+  }
+  FusedSums r;
+  r.z = hsum_d(z);
+  r.above = hsum_d(above);
+  for (std::int64_t i = full; i < n; ++i) {
+    const float v = exp2_weight((x[i] - m) * t_scale);
+    w[i] = v;
+    r.z += v;
+    if (v >= hi_w) {
+      r.above += v;
+    } else if (v >= lo_w) {
+      out[k++] = v;
+    }
+  }
+  r.count = k;
+  return r;
+}
+
+// Block sums of the weights >= thr over [b, b + kBlock).
+AIGC_VEC VF kept_lanes(const float* w, std::int64_t b, const VF& tv) {
+  VF a = splat(0.0f);
+  for (std::int64_t i = b; i < b + kBlock; i += kW) {
+    const VF v = load(w + i);
+    a += (VF)((VI)v & (v >= tv));
+  }
+  return a;
+}
+
+// Total of the weights >= thr.
+AIGC_CLONES double kept_mass(const float* w, std::int64_t n, float thr) {
+  const VF tv = splat(thr);
+  VD total = {0.0, 0.0, 0.0, 0.0};
+  const std::int64_t full = n - n % kBlock;
+  for (std::int64_t b = 0; b < full; b += kBlock) add_to(total, kept_lanes(w, b, tv));
+  double t = hsum_d(total);
+  for (std::int64_t i = full; i < n; ++i) t += w[i] >= thr ? w[i] : 0.0f;
+  return t;
+}
+
+// The inverse CDF over the weights >= thr in token order: the first token
+// whose running kept mass exceeds target, found block by block (each block's
+// kept mass computed on the way); -1 when rounding leaves target unreached.
+AIGC_CLONES std::int64_t draw_thresholded(const float* w, std::int64_t n, float thr, double target) {
+  const VF tv = splat(thr);
+  double acc = 0.0;
+  for (std::int64_t b = 0; b < n; b += kBlock) {
+    const std::int64_t end = std::min(n, b + kBlock);
+    double bs = 0.0;
+    if (end - b == kBlock) {
+      VD d = {0.0, 0.0, 0.0, 0.0};
+      add_to(d, kept_lanes(w, b, tv));
+      bs = hsum_d(d);
+    } else {
+      for (std::int64_t j = b; j < end; ++j) bs += w[j] >= thr ? w[j] : 0.0f;
+    }
+    if (bs > 0.0 && acc + bs > target) {
+      std::int64_t last = -1;
+      for (std::int64_t j = b; j < end; ++j) {
+        const float v = w[j];
+        if (v > 0.0f && v >= thr) {
+          acc += v;
+          last = j;
+          if (acc > target) return j;
+        }
+      }
+      return last;  // rounding between block and token sums
+    }
+    acc += bs;
+  }
+  return -1;
+}
+
+// Top-p threshold and kept mass of a whole row of scores x with maximum m:
+// fills w with the weights, returns the threshold, sets *kept to the mass of
+// the weights >= it. tmp and spare hold n floats each.
+float fused_top_p(const float* x, std::int64_t n, float m, float t_scale, double p, float* w,
+                  float* tmp, float* spare, double* kept) {
+  std::unique_ptr<double[]> hist(new double[4 * kHist1]);
+  double* h = hist.get();
+  int lo = 0, hi = kHist1 - 1;
+  sample_bracket(x, n, m, t_scale, p, tmp, h, &lo, &hi);
+  const float lo_w = lo == 0 ? 0.0f : level1_floor(lo);
+  const float hi_w = hi >= kHist1 - 1 ? kInf : level1_floor(hi + 1);
+  const FusedSums f = weights_bracket_pass(x, n, m, t_scale, lo_w, hi_w, w, tmp);
+  const double target = p * f.z;
+  if (f.above < target) {
+    bracket_hist(tmp, f.count, lo, hi, h);
+    double inner = 0.0;
+    const int b = crossing_bucket(h, hi, lo, target - f.above, &inner);
+    if (b >= 0) {
+      const std::int64_t cnt = gather_bucket1(tmp, f.count, static_cast<std::uint32_t>(b), spare);
+      const float thr = refine_bucket(spare, cnt, target - f.above - inner);
+      *kept = f.above + kept_mass(tmp, f.count, thr);
+      return thr;
+    }
+  }
+  // The crossing is outside the bracket: the general selection.
+  const float thr = mass_threshold(w, n, target, tmp, f.z);
+  *kept = kept_mass(w, n, thr);
+  return thr;
 }
 
 // Kept mass per block: weights with w >= thr (top-p only: x is not read).
@@ -644,6 +922,7 @@ struct Plan {
   float log_min_p = -kInf;      // kept: (x - m) * t_scale >= log2(min_p)
   bool masked = false;          // top-p or min-p active
   double* block_sums = nullptr; // full row: kept mass per block of kBlock
+  double kept_total = -1.0;     // full row, fused top-p: the kept mass (no block sums)
 };
 
 inline bool kept_weight(const Plan& p, float x, float w) {
@@ -664,10 +943,8 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
   const float* x = plan.x;
   if (params.temperature == 0.0f) {
     const float m = checked_max(x, n);
-    std::int64_t i = 0;
-    while (x[i] != m) ++i;
     plan.greedy = true;
-    plan.greedy_index = i;
+    plan.greedy_index = find_first(x, n, m);
     return plan;
   }
   plan.t_scale = log2_weight_scale(params.temperature);
@@ -685,6 +962,13 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
   } else {
     plan.m = checked_max(x, n);
     plan.count = n;
+    if (top_p_active(params) && !min_p_active(params) && n >= kFusedMinRow) {
+      plan.w = s.w;
+      plan.masked = true;
+      plan.thr_p = fused_top_p(x, n, plan.m, plan.t_scale, static_cast<double>(params.top_p), s.w,
+                               s.tmp, reinterpret_cast<float*>(s.idx), &plan.kept_total);
+      return plan;
+    }
     z = weights_pass(x, n, plan.m, plan.t_scale, s.w, s.block_sums);
     plan.block_sums = s.block_sums;
   }
@@ -706,6 +990,8 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
   return plan;
 }
 
+std::int64_t draw_blocks(const Plan& p, double u);
+
 std::int64_t draw(const Plan& p, double u) {
   if (p.greedy) return p.greedy_index;
   const float* x = p.x;
@@ -726,6 +1012,22 @@ std::int64_t draw(const Plan& p, double u) {
     }
     return p.idx[last < 0 ? 0 : last];  // last >= 0: the maximum has weight 1 and is always kept
   }
+  if (p.kept_total >= 0.0) {
+    const std::int64_t i = draw_thresholded(p.w, p.n, p.thr_p, u * p.kept_total);
+    if (i >= 0) return i;
+  } else {
+    const std::int64_t i = draw_blocks(p, u);
+    if (i >= 0) return i;
+  }
+  for (std::int64_t i = p.n - 1; i >= 0; --i)
+    if (p.w[i] > 0.0f && kept_weight(p, x[i], p.w[i])) return i;
+  return 0;  // unreachable: the maximum has weight 1 and is always kept
+}
+
+// The inverse CDF by the kept mass per block: -1 when rounding leaves the
+// target unreached.
+std::int64_t draw_blocks(const Plan& p, double u) {
+  const float* x = p.x;
   const std::int64_t blocks = (p.n + kBlock - 1) / kBlock;
   double total = 0.0;
   for (std::int64_t b = 0; b < blocks; ++b) total += p.block_sums[b];
@@ -748,9 +1050,7 @@ std::int64_t draw(const Plan& p, double u) {
     }
     acc += bs;
   }
-  for (std::int64_t i = p.n - 1; i >= 0; --i)
-    if (p.w[i] > 0.0f && kept_weight(p, x[i], p.w[i])) return i;
-  return 0;  // unreachable: the maximum has weight 1 and is always kept
+  return -1;
 }
 
 void write_filter(const Plan& p, float* probs, std::uint8_t* kept) {
@@ -775,8 +1075,12 @@ void write_filter(const Plan& p, float* probs, std::uint8_t* kept) {
     }
     return;
   }
-  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
-  for (std::int64_t b = 0; b < blocks; ++b) total += p.block_sums[b];
+  if (p.kept_total >= 0.0) {
+    total = p.kept_total;
+  } else {
+    const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+    for (std::int64_t b = 0; b < blocks; ++b) total += p.block_sums[b];
+  }
   for (std::int64_t i = 0; i < n; ++i) {
     if (x[i] == -kInf || !kept_weight(p, x[i], p.w[i])) continue;
     if (probs) probs[i] = static_cast<float>(p.w[i] / total);
