@@ -437,6 +437,33 @@ def test_draws_with_large_vocab_fit(vocab: int) -> None:
     assert chi2 < chi2_critical(int(used.sum()) - 1, Z_001)
 
 
+def test_top_p_rejection_draw_fits_including_its_exact_fallback() -> None:
+    """Top-p alone with p >= 0.5 is drawn by rejection (see docs/sampling.md).
+    This row makes rejections likely: S = the 3 heavy tokens plus the top of a
+    cluster of 3000 nearly equal light ones holding half the mass, so a
+    rejected draw lands in the cluster and removes only the part below it;
+    about 1 draw in 200 is rejected 4 times and takes the exact fallback.
+    Chi-square at significance 0.001 over kept tokens pooled by mass."""
+    rng = np.random.default_rng(21)
+    light = np.log(1 / 3000) + np.linspace(0, 0.05, 3000)
+    row = np.concatenate([np.log([0.2, 0.15, 0.1]), light]).astype(np.float32)
+    rng.shuffle(row)
+    params = P(top_p=0.5)
+    keep, probs, margin = ref_filter(row, params)
+    assert margin > 1e-6 and 100 < keep.sum() < 3000
+    n = 200000
+    counts = draw_counts(row, params, n, seed=31)
+    assert counts[~keep].sum() == 0, "a draw outside the top-p set"
+    order = np.argsort(-probs[keep])
+    cp, cc = probs[keep][order], counts[keep][order]
+    groups = np.minimum((np.cumsum(cp) / cp.sum() * 40).astype(int), 39)
+    exp_g = np.bincount(groups, weights=cp * n, minlength=40)
+    obs_g = np.bincount(groups, weights=cc, minlength=40)
+    used = exp_g > 0
+    chi2 = ((obs_g[used] - exp_g[used]) ** 2 / exp_g[used]).sum()
+    assert chi2 < chi2_critical(int(used.sum()) - 1, Z_001), chi2
+
+
 def test_greedy_and_tiny_temperature() -> None:
     row = np.array([0.1, 2.0, 2.0, -1.0], np.float32)
     assert (

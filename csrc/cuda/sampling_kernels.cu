@@ -6,9 +6,10 @@
 // top-k by a 4 x 8-bit radix select of the k-th largest logit (ties kept),
 // top-p by a 4 x 8-bit radix select *by mass* over the float bits of the
 // weights (ties kept), min-p by a comparison; the draw is an inverse CDF in
-// token order with block-wide prefix sums. Sums are float64 but their order
-// differs from the CPU's, so a CUDA draw equals the CPU draw except when the
-// uniform number falls within rounding of a CDF boundary.
+// token order with block-wide prefix sums (for top-p alone with p >= 0.5, by
+// rejection first, as on the CPU). Sums are float64 but their order differs
+// from the CPU's, so a CUDA draw equals the CPU draw except when a uniform
+// number or a rejection test falls within rounding of a boundary.
 #include "cuda/sampling_kernels.cuh"
 
 #include <cuda_runtime.h>
@@ -100,6 +101,29 @@ __device__ double block_inclusive_scan(double v, double& total, Shared& sh) {
 }
 
 __device__ bool is_pos_inf(float v) { return v > FLT_MAX; }
+
+// The inverse CDF in token order over the weights w[i] with keep(i): the
+// first token whose running mass exceeds target, else (rounding) the last one
+// with a positive weight; -1 when there is none. Every thread gets the result.
+template <class Keep>
+__device__ long long block_draw(const float* w, std::int64_t n, Keep keep, double target,
+                                Shared& sh) {
+  double acc = 0.0;
+  long long last = -1;
+  for (std::int64_t base = 0; base < n; base += kThreads) {
+    const std::int64_t i = base + threadIdx.x;
+    const double v = (i < n && keep(i)) ? static_cast<double>(w[i]) : 0.0;
+    double total;
+    const double incl = block_inclusive_scan(v, total, sh);
+    long long hit = (v > 0.0 && acc + incl > target) ? i : LLONG_MAX;
+    hit = block_min(hit, sh);
+    if (hit != LLONG_MAX) return hit;
+    const long long tile_last = block_max_index(v > 0.0 ? i : -1, sh);
+    last = tile_last > last ? tile_last : last;
+    acc += total;
+  }
+  return last;
+}
 
 __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
   __shared__ Shared sh;
@@ -234,6 +258,35 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
   }
   z = block_sum(z, sh);  // also orders the writes of w before the reads below
 
+  const std::uint64_t seed = static_cast<std::uint64_t>(a.seed ? a.seed[r] : 0);
+  const std::uint64_t stream = static_cast<std::uint64_t>(a.stream ? a.stream[r] : 0);
+  const std::uint64_t step = static_cast<std::uint64_t>(a.step ? a.step[r] : 0);
+  // A draw with top-p alone and p >= 0.5: by rejection, as draw_top_p in
+  // sampling.cpp (a drawn token is in the top-p set iff the mass above its
+  // weight is below p * z; else the next round draws from the weights above
+  // it), then, after kRejectRounds rejections, by the exact threshold below.
+  int draw_round = 0;
+  if (!a.probs && sampling::draw_top_p_by_rejection(p, n)) {
+    const double target = static_cast<double>(p.top_p) * z;
+    float pivot = -1.0f;  // every weight is above it
+    double mass = z;
+    for (; draw_round < sampling::kRejectRounds; ++draw_round) {
+      const double u = sampling::draw_uniform_round(seed, stream, step, draw_round);
+      const long long i =
+          block_draw(w, n, [&](std::int64_t j) { return w[j] > pivot; }, u * mass, sh);
+      const float wi = w[i];
+      double above = 0.0;
+      for (std::int64_t j = tid; j < n; j += kThreads) above += w[j] > wi ? w[j] : 0.0f;
+      above = block_sum(above, sh);
+      if (above < target) {
+        if (tid == 0) a.out[r] = i;
+        return;
+      }
+      pivot = wi;
+      mass = above;
+    }
+  }
+
   // Top-p: the largest weight t with mass(w >= t) >= top_p * z, by radix
   // select over the weights' float bits (non-negative floats order as integers).
   float thr_p = 0.0f;
@@ -291,28 +344,9 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
     return;
   }
 
-  const double u = sampling::draw_uniform(static_cast<std::uint64_t>(a.seed[r]),
-                                          static_cast<std::uint64_t>(a.stream[r]),
-                                          static_cast<std::uint64_t>(a.step[r]));
-  const double target = u * zk;
-  double acc = 0.0;
-  long long last = -1;
-  for (std::int64_t base = 0; base < n; base += kThreads) {
-    const std::int64_t i = base + tid;
-    const double v = (i < n && kept(i)) ? static_cast<double>(w[i]) : 0.0;
-    double total;
-    const double incl = block_inclusive_scan(v, total, sh);
-    long long hit = (v > 0.0 && acc + incl > target) ? i : LLONG_MAX;
-    hit = block_min(hit, sh);
-    if (hit != LLONG_MAX) {
-      if (tid == 0) a.out[r] = hit;
-      return;
-    }
-    const long long tile_last = block_max_index(v > 0.0 ? i : -1, sh);
-    last = tile_last > last ? tile_last : last;
-    acc += total;
-  }
-  if (tid == 0) a.out[r] = last;  // rounding: the last token with positive kept weight
+  const double u = sampling::draw_uniform_round(seed, stream, step, draw_round);
+  const long long hit = block_draw(w, n, kept, u * zk, sh);
+  if (tid == 0) a.out[r] = hit;
 }
 
 }  // namespace

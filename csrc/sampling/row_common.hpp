@@ -65,6 +65,17 @@ AIGC_HD double draw_uniform(std::uint64_t seed, std::uint64_t stream, std::uint6
   return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);
 }
 
+// The uniform number of round r of a draw: round 0 is draw_uniform; later
+// rounds (the top-p rejection draw) key Philox with the seed mixed with r.
+AIGC_HD double draw_uniform_round(std::uint64_t seed, std::uint64_t stream, std::uint64_t step,
+                                  int round) {
+  return draw_uniform(seed ^ (0x9E3779B97F4A7C15ull * static_cast<std::uint64_t>(round)), stream,
+                      step);
+}
+
+// Rounds of the top-p rejection draw before the exact threshold is computed.
+constexpr int kRejectRounds = 4;
+
 // ---------------------------------------------------------------- float helpers
 AIGC_HD std::uint32_t float_bits(float f) {
 #if defined(__CUDA_ARCH__)
@@ -178,6 +189,14 @@ AIGC_HD bool top_k_active(const SamplingParams& p, std::int64_t n) {
 }
 AIGC_HD bool top_p_active(const SamplingParams& p) { return p.top_p < 1.0f; }
 AIGC_HD bool min_p_active(const SamplingParams& p) { return p.min_p > 0.0f; }
+
+// A draw with top-p alone (no top-k, no min-p) and p >= kRejectMinTopP is
+// made by rejection (each round accepts with probability >= p), not by the
+// exact threshold; both give the same distribution.
+constexpr float kRejectMinTopP = 0.5f;
+AIGC_HD bool draw_top_p_by_rejection(const SamplingParams& p, std::int64_t n) {
+  return top_p_active(p) && p.top_p >= kRejectMinTopP && !top_k_active(p, n) && !min_p_active(p);
+}
 
 // The factor c = log2(e) / temperature of the base-2 log-weight of a token,
 // t = (x - max) * c, so that its weight is exp2_weight(t) = exp((x - max) / T).

@@ -923,14 +923,20 @@ struct Plan {
   bool masked = false;          // top-p or min-p active
   double* block_sums = nullptr; // full row: kept mass per block of kBlock
   double kept_total = -1.0;     // full row, fused top-p: the kept mass (no block sums)
+  bool reject_top_p = false;    // draw by rejection: top-p alone over the full row
+  double top_p = 1.0;
+  float* tmp = nullptr;         // n floats of scratch (the rejection draw's exact fallback)
 };
 
 inline bool kept_weight(const Plan& p, float x, float w) {
   return w >= p.thr_p && (x - p.m) * p.t_scale >= p.log_min_p;
 }
 
+// for_draw: the plan of a draw (sample), not of the distribution (filter):
+// top-p alone over the whole row is then drawn by rejection (draw_top_p)
+// without its threshold.
 Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
-              const std::int32_t* history, std::int64_t history_len, void* scratch) {
+              const std::int32_t* history, std::int64_t history_len, void* scratch, bool for_draw) {
   check_row_args(n, params, history, history_len);
   Scratch s = carve(scratch, n);
   Plan plan;
@@ -962,6 +968,15 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
   } else {
     plan.m = checked_max(x, n);
     plan.count = n;
+    if (for_draw && draw_top_p_by_rejection(params, n)) {
+      weights_pass(x, n, plan.m, plan.t_scale, s.w, s.block_sums);
+      plan.w = s.w;
+      plan.block_sums = s.block_sums;
+      plan.reject_top_p = true;
+      plan.top_p = static_cast<double>(params.top_p);
+      plan.tmp = s.tmp;
+      return plan;
+    }
     if (top_p_active(params) && !min_p_active(params) && n >= kFusedMinRow) {
       plan.w = s.w;
       plan.masked = true;
@@ -991,9 +1006,12 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
 }
 
 std::int64_t draw_blocks(const Plan& p, double u);
+std::int64_t draw_top_p(const Plan& p, const DrawKey& key);
 
-std::int64_t draw(const Plan& p, double u) {
+std::int64_t draw(const Plan& p, const DrawKey& key) {
   if (p.greedy) return p.greedy_index;
+  if (p.reject_top_p) return draw_top_p(p, key);
+  const double u = draw_uniform(key.seed, key.stream, key.step);
   const float* x = p.x;
   if (p.subset) {
     double total = 0.0;
@@ -1051,6 +1069,110 @@ std::int64_t draw_blocks(const Plan& p, double u) {
     acc += bs;
   }
   return -1;
+}
+
+// ---------------------------------------------------------------- top-p by rejection
+// A draw from the top-p set S without its threshold (the idea of FlashInfer's
+// pivot-based rejection sampling): draw a token i from the weights of the
+// candidate set A (at first, every token); i is in S iff the mass of the
+// weights above w_i is below p * Z, since S is every weight >= the largest
+// value t whose mass(w >= t) reaches p * Z. If so, i is the draw: a draw
+// from A ⊇ S that lands in S is a draw from S. If not, no weight <= w_i is
+// in S, and the next round draws from A = {w > w_i} with a new uniform
+// (draw_uniform_round). Each round costs two cheap passes over the weights
+// (the draw, with block sums on the way, and the mass above w_i); a round
+// accepts with probability mass(S) / mass(A) >= p, so it is used for
+// p >= kRejectMinTopP (draw_top_p_by_rejection). After kRejectRounds
+// rejections the threshold is computed exactly and the draw is made from S
+// by inverse CDF, which keeps the distribution exact.
+
+// Total of the weights > pivot.
+AIGC_CLONES double mass_above(const float* w, std::int64_t n, float pivot) {
+  const VF pv = splat(pivot);
+  VD total = {0.0, 0.0, 0.0, 0.0};
+  const std::int64_t full = n - n % kBlock;
+  for (std::int64_t b = 0; b < full; b += kBlock) {
+    VF a = splat(0.0f);
+    for (std::int64_t i = b; i < b + kBlock; i += kW) {
+      const VF v = load(w + i);
+      a += (VF)((VI)v & (v > pv));
+    }
+    add_to(total, a);
+  }
+  double t = hsum_d(total);
+  for (std::int64_t i = full; i < n; ++i) t += w[i] > pivot ? w[i] : 0.0f;
+  return t;
+}
+
+// The inverse CDF over the positive weights > pivot in token order: the
+// first token whose running mass exceeds target (block sums computed on the
+// way); the last such token when rounding leaves target unreached.
+AIGC_CLONES std::int64_t draw_above(const float* w, std::int64_t n, float pivot, double target) {
+  const VF pv = splat(pivot);
+  double acc = 0.0;
+  std::int64_t last = -1;
+  for (std::int64_t b = 0; b < n; b += kBlock) {
+    const std::int64_t end = std::min(n, b + kBlock);
+    double bs = 0.0;
+    if (end - b == kBlock) {
+      VF a = splat(0.0f);
+      for (std::int64_t i = b; i < end; i += kW) {
+        const VF v = load(w + i);
+        a += (VF)((VI)v & (v > pv));
+      }
+      VD d = {0.0, 0.0, 0.0, 0.0};
+      add_to(d, a);
+      bs = hsum_d(d);
+    } else {
+      for (std::int64_t j = b; j < end; ++j) bs += w[j] > pivot ? w[j] : 0.0f;
+    }
+    if (bs > 0.0 && acc + bs > target) {
+      for (std::int64_t j = b; j < end; ++j) {
+        const float v = w[j];
+        if (v > 0.0f && v > pivot) {
+          acc += v;
+          last = j;
+          if (acc > target) return j;
+        }
+      }
+      return last;  // rounding between block and token sums
+    }
+    acc += bs;
+    if (bs > 0.0)
+      for (std::int64_t j = end - 1; j >= b; --j)
+        if (w[j] > 0.0f && w[j] > pivot) {
+          last = j;
+          break;
+        }
+  }
+  return last;
+}
+
+std::int64_t draw_top_p(const Plan& p, const DrawKey& key) {
+  const float* w = p.w;
+  const std::int64_t n = p.n;
+  const std::int64_t blocks = (n + kBlock - 1) / kBlock;
+  double z = 0.0;
+  for (std::int64_t b = 0; b < blocks; ++b) z += p.block_sums[b];
+  const double target = p.top_p * z;
+  float pivot = -1.0f;  // every weight is above it
+  double mass = z;
+  for (int round = 0; round < kRejectRounds; ++round) {
+    const double u = draw_uniform_round(key.seed, key.stream, key.step, round);
+    const std::int64_t i = draw_above(w, n, pivot, u * mass);
+    const double above = mass_above(w, n, w[i]);
+    if (above < target) return i;
+    pivot = w[i];
+    mass = above;
+  }
+  // Small p: the exact threshold, then the inverse CDF over the top-p set.
+  const float thr = mass_threshold(w, n, target, p.tmp, z);
+  const double u = draw_uniform_round(key.seed, key.stream, key.step, kRejectRounds);
+  const std::int64_t i = draw_thresholded(w, n, thr, u * kept_mass(w, n, thr));
+  if (i >= 0) return i;
+  for (std::int64_t j = n - 1; j >= 0; --j)
+    if (w[j] > 0.0f && w[j] >= thr) return j;
+  return 0;  // unreachable: the maximum has weight 1 and is always kept
 }
 
 void write_filter(const Plan& p, float* probs, std::uint8_t* kept) {
@@ -1159,14 +1281,14 @@ std::size_t scratch_bytes(std::int64_t n) {
 std::int32_t sample_row(const float* logits, std::int64_t n, const SamplingParams& params,
                         const std::int32_t* history, std::int64_t history_len, const DrawKey& key,
                         void* scratch) {
-  const Plan plan = plan_row(logits, n, params, history, history_len, scratch);
-  return static_cast<std::int32_t>(draw(plan, draw_uniform(key.seed, key.stream, key.step)));
+  const Plan plan = plan_row(logits, n, params, history, history_len, scratch, true);
+  return static_cast<std::int32_t>(draw(plan, key));
 }
 
 void filter_row(const float* logits, std::int64_t n, const SamplingParams& params,
                 const std::int32_t* history, std::int64_t history_len, void* scratch, float* probs,
                 std::uint8_t* kept) {
-  const Plan plan = plan_row(logits, n, params, history, history_len, scratch);
+  const Plan plan = plan_row(logits, n, params, history, history_len, scratch, false);
   write_filter(plan, probs, kept);
 }
 
