@@ -25,7 +25,9 @@ Semantics of one row of ``V`` logits (natural-log scores; ``-inf`` = impossible)
 6. **One draw** from the renormalised kept weights, by inverse CDF in token id
    order with one uniform number from Philox4x32-10 keyed by ``(seed, stream,
    step)``: the same key gives the same token whatever the thread count, the
-   batch size or the row's position in the batch.
+   batch size or the row's position in the batch. (Top-p alone with
+   ``top_p >= 0.5`` is drawn by rejection rounds with the same distribution,
+   each round's number from the same key; see ``docs/sampling.md``.)
 
 Off switches: ``top_k <= 0`` or ``>= V``, ``top_p >= 1``, ``min_p <= 0``,
 ``repetition_penalty == 1``, ``presence_penalty == frequency_penalty == 0``.
@@ -35,7 +37,7 @@ row without a finite logit, ``temperature < 0`` or not finite, ``top_p <= 0``,
 ``>= V``.
 
 Arithmetic is float32 for the weights (a shared polynomial ``exp``, exact 1 at
-the maximum, flushed to 0 below ``exp(-87.3)`` relative to the maximum, so such
+the maximum, 0 below about ``exp(-87.7)`` relative to the maximum, so such
 tokens can be kept but are never drawn) and float64 for the sums. See
 ``docs/sampling.md`` for the comparison with HF, vLLM and llama.cpp.
 """
@@ -288,7 +290,8 @@ def apply_penalties(
 
 
 def draw_uniform(seed: int, stream: int = 0, step: int = 0) -> float:
-    """The uniform number in ``[0, 1)`` used by the draw keyed by ``(seed, stream, step)``."""
+    """The uniform number in ``[0, 1)`` used by the draw keyed by ``(seed, stream, step)``
+    (the first round's, for a top-p draw by rejection)."""
     return float(_core.draw_uniform(seed, stream, step))
 
 
