@@ -1159,7 +1159,9 @@ std::int64_t draw_top_p(const Plan& p, const DrawKey& key) {
   double mass = z;
   for (int round = 0; round < kRejectRounds; ++round) {
     const double u = draw_uniform_round(key.seed, key.stream, key.step, round);
-    const std::int64_t i = draw_above(w, n, pivot, u * mass);
+    // Round 0 draws from every weight: the block sums of the weights pass.
+    std::int64_t i = round == 0 ? draw_blocks(p, u) : -1;
+    if (i < 0) i = draw_above(w, n, pivot, u * mass);
     const double above = mass_above(w, n, w[i]);
     if (above < target) return i;
     pivot = w[i];
