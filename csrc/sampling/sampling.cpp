@@ -611,22 +611,26 @@ AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float t
                                 double* block_sums) {
   double z = 0.0;
   const VF mv = splat(m), iv = splat(t_scale);
-  for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
-    const std::int64_t len = std::min(kBlock, n - b);
+  const std::int64_t full = n - n % kBlock;
+  std::int64_t blk = 0;
+  for (std::int64_t b = 0; b < full; b += kBlock, ++blk) {  // whole blocks: fixed trip count
     VF acc = splat(0.0f);
-    std::int64_t i = 0;
-    for (; i + kW <= len; i += kW) {
-      const VF v = exp2_weight_v((load(x + b + i) - mv) * iv);
-      store(w + b + i, v);
+    for (std::int64_t i = b; i < b + kBlock; i += kW) {
+      const VF v = exp2_weight_v((load(x + i) - mv) * iv);
+      store(w + i, v);
       acc += v;
     }
-    float tail = 0.0f;
-    for (; i < len; ++i) {
-      const float v = exp2_weight((x[b + i] - m) * t_scale);
-      w[b + i] = v;
-      tail += v;
+    const double bs = hsum(acc);
+    block_sums[blk] = bs;
+    z += bs;
+  }
+  if (full < n) {
+    double bs = 0.0;
+    for (std::int64_t i = full; i < n; ++i) {
+      const float v = exp2_weight((x[i] - m) * t_scale);
+      w[i] = v;
+      bs += v;
     }
-    const double bs = static_cast<double>(hsum(acc)) + tail;
     block_sums[blk] = bs;
     z += bs;
   }
