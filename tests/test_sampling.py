@@ -414,6 +414,20 @@ def test_draws_fit_the_truncated_distribution(params: P) -> None:
     assert chi2 < chi2_critical(df, Z_001), (chi2, df)
 
 
+def pooled_chi2(probs: np.ndarray, counts: np.ndarray, groups: int) -> tuple[float, int]:
+    """Chi-square statistic and degrees of freedom of draw counts against
+    probabilities (summing to 1), tokens pooled into `groups` groups of about
+    equal expected mass (so every group expects many draws)."""
+    n = counts.sum()
+    order = np.argsort(-probs)
+    cp, cc = probs[order], counts[order]
+    group = np.minimum((np.cumsum(cp) / cp.sum() * groups).astype(int), groups - 1)
+    exp_g = np.bincount(group, weights=cp * n, minlength=groups)
+    obs_g = np.bincount(group, weights=cc, minlength=groups)
+    used = exp_g > 0
+    return float(((obs_g[used] - exp_g[used]) ** 2 / exp_g[used]).sum()), int(used.sum()) - 1
+
+
 @pytest.mark.parametrize("vocab", [4000, 20000])
 def test_draws_with_large_vocab_fit(vocab: int) -> None:
     # Full rows (no top-k): 4000 scores take the general radix mass selection,
@@ -425,16 +439,9 @@ def test_draws_with_large_vocab_fit(vocab: int) -> None:
     counts = draw_counts(row, params, n, seed=77)
     keep, probs, _ = ref_filter(row, params)
     assert counts[~keep].sum() == 0
-    # Pool kept tokens into 20 groups of about equal expected mass.
-    order = np.argsort(-probs[keep])
-    cp, cc = probs[keep][order], counts[keep][order]
-    groups = np.minimum((np.cumsum(cp) / cp.sum() * 20).astype(int), 19)
-    exp_g = np.bincount(groups, weights=cp * n, minlength=20)
-    obs_g = np.bincount(groups, weights=cc, minlength=20)
-    used = exp_g > 0
-    chi2 = ((obs_g[used] - exp_g[used]) ** 2 / exp_g[used]).sum()
-    assert used.sum() >= 10
-    assert chi2 < chi2_critical(int(used.sum()) - 1, Z_001)
+    chi2, df = pooled_chi2(probs[keep], counts[keep], 20)
+    assert df >= 9
+    assert chi2 < chi2_critical(df, Z_001)
 
 
 def test_top_p_rejection_draw_fits_including_its_exact_fallback() -> None:
@@ -454,14 +461,8 @@ def test_top_p_rejection_draw_fits_including_its_exact_fallback() -> None:
     n = 200000
     counts = draw_counts(row, params, n, seed=31)
     assert counts[~keep].sum() == 0, "a draw outside the top-p set"
-    order = np.argsort(-probs[keep])
-    cp, cc = probs[keep][order], counts[keep][order]
-    groups = np.minimum((np.cumsum(cp) / cp.sum() * 40).astype(int), 39)
-    exp_g = np.bincount(groups, weights=cp * n, minlength=40)
-    obs_g = np.bincount(groups, weights=cc, minlength=40)
-    used = exp_g > 0
-    chi2 = ((obs_g[used] - exp_g[used]) ** 2 / exp_g[used]).sum()
-    assert chi2 < chi2_critical(int(used.sum()) - 1, Z_001), chi2
+    chi2, df = pooled_chi2(probs[keep], counts[keep], 40)
+    assert chi2 < chi2_critical(df, Z_001), chi2
 
 
 def test_greedy_and_tiny_temperature() -> None:

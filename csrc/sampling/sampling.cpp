@@ -786,58 +786,97 @@ AIGC_CLONES FusedSums weights_bracket_pass(const float* x, std::int64_t n, float
   return r;
 }
 
-// Block sums of the weights >= thr over [b, b + kBlock).
-AIGC_VEC VF kept_lanes(const float* w, std::int64_t b, const VF& tv) {
+// ---------------------------------------------------------------- masses above a bound
+// Sums and inverse CDFs over the weights above a bound: w >= bound (Strict =
+// false: a top-p threshold) or w > bound (Strict = true: a rejection pivot).
+template <bool Strict>
+AIGC_VEC bool is_above(float v, float bound) {
+  return Strict ? v > bound : v >= bound;
+}
+
+// The lanes of the mass of the weights above the bound in a whole block at b.
+template <bool Strict>
+AIGC_VEC VF block_lanes_above(const float* w, std::int64_t b, const VF& bv) {
   VF a = splat(0.0f);
   for (std::int64_t i = b; i < b + kBlock; i += kW) {
     const VF v = load(w + i);
-    a += (VF)((VI)v & (v >= tv));
+    a += (VF)((VI)v & (Strict ? v > bv : v >= bv));
   }
   return a;
 }
 
-// Total of the weights >= thr.
-AIGC_CLONES double kept_mass(const float* w, std::int64_t n, float thr) {
-  const VF tv = splat(thr);
-  VD total = {0.0, 0.0, 0.0, 0.0};
-  const std::int64_t full = n - n % kBlock;
-  for (std::int64_t b = 0; b < full; b += kBlock) add_to(total, kept_lanes(w, b, tv));
-  double t = hsum_d(total);
-  for (std::int64_t i = full; i < n; ++i) t += w[i] >= thr ? w[i] : 0.0f;
-  return t;
+// The mass of the weights above the bound in [b, end): by lanes for a whole
+// block of kBlock, else one by one.
+template <bool Strict>
+AIGC_VEC double block_mass_above(const float* w, std::int64_t b, std::int64_t end, float bound) {
+  if (end - b < kBlock) {
+    double s = 0.0;
+    for (std::int64_t j = b; j < end; ++j) s += is_above<Strict>(w[j], bound) ? w[j] : 0.0f;
+    return s;
+  }
+  VD d = {0.0, 0.0, 0.0, 0.0};
+  add_to(d, block_lanes_above<Strict>(w, b, splat(bound)));
+  return hsum_d(d);
 }
 
-// The inverse CDF over the weights >= thr in token order: the first token
-// whose running kept mass exceeds target, found block by block (each block's
-// kept mass computed on the way); -1 when rounding leaves target unreached.
-AIGC_CLONES std::int64_t draw_thresholded(const float* w, std::int64_t n, float thr, double target) {
-  const VF tv = splat(thr);
+template <bool Strict>
+AIGC_VEC double total_above(const float* w, std::int64_t n, float bound) {
+  const VF bv = splat(bound);
+  VD t = {0.0, 0.0, 0.0, 0.0};
+  const std::int64_t full = n - n % kBlock;
+  for (std::int64_t b = 0; b < full; b += kBlock) add_to(t, block_lanes_above<Strict>(w, b, bv));
+  return hsum_d(t) + block_mass_above<Strict>(w, full, n, bound);
+}
+
+// The inverse CDF over the positive weights above the bound, in token order:
+// the first token whose running mass exceeds target, found block by block
+// (each block's mass computed on the way); when rounding leaves target
+// unreached, the last such token; -1 when there is none.
+template <bool Strict>
+AIGC_VEC std::int64_t draw_above_bound(const float* w, std::int64_t n, float bound, double target) {
   double acc = 0.0;
+  std::int64_t last_block = -1;
   for (std::int64_t b = 0; b < n; b += kBlock) {
     const std::int64_t end = std::min(n, b + kBlock);
-    double bs = 0.0;
-    if (end - b == kBlock) {
-      VD d = {0.0, 0.0, 0.0, 0.0};
-      add_to(d, kept_lanes(w, b, tv));
-      bs = hsum_d(d);
-    } else {
-      for (std::int64_t j = b; j < end; ++j) bs += w[j] >= thr ? w[j] : 0.0f;
-    }
-    if (bs > 0.0 && acc + bs > target) {
-      std::int64_t last = -1;
+    const double bs = block_mass_above<Strict>(w, b, end, bound);
+    if (bs <= 0.0) continue;
+    last_block = b;
+    if (acc + bs > target) {
       for (std::int64_t j = b; j < end; ++j) {
         const float v = w[j];
-        if (v > 0.0f && v >= thr) {
+        if (v > 0.0f && is_above<Strict>(v, bound)) {
           acc += v;
-          last = j;
           if (acc > target) return j;
         }
       }
-      return last;  // rounding between block and token sums
+      break;  // rounding between block and token sums
     }
     acc += bs;
   }
+  if (last_block < 0) return -1;
+  for (std::int64_t j = std::min(n, last_block + kBlock) - 1; j >= last_block; --j)
+    if (w[j] > 0.0f && is_above<Strict>(w[j], bound)) return j;
   return -1;
+}
+
+// Total of the weights >= thr.
+AIGC_CLONES double kept_mass(const float* w, std::int64_t n, float thr) {
+  return total_above<false>(w, n, thr);
+}
+
+// Total of the weights > pivot.
+AIGC_CLONES double mass_above(const float* w, std::int64_t n, float pivot) {
+  return total_above<true>(w, n, pivot);
+}
+
+// The inverse CDF over the weights >= thr (see draw_above_bound).
+AIGC_CLONES std::int64_t draw_thresholded(const float* w, std::int64_t n, float thr, double target) {
+  return draw_above_bound<false>(w, n, thr, target);
+}
+
+// The inverse CDF over the weights > pivot (see draw_above_bound).
+AIGC_CLONES std::int64_t draw_above(const float* w, std::int64_t n, float pivot, double target) {
+  return draw_above_bound<true>(w, n, pivot, target);
 }
 
 // Top-p threshold and kept mass of a whole row of scores x with maximum m:
@@ -873,19 +912,8 @@ float fused_top_p(const float* x, std::int64_t n, float m, float t_scale, double
 // Kept mass per block: weights with w >= thr (top-p only: x is not read).
 AIGC_CLONES void thresholded_block_sums(const float* w, std::int64_t n, float thr,
                                         double* block_sums) {
-  const VF tv = splat(thr);
-  for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk) {
-    const std::int64_t len = std::min(kBlock, n - b);
-    VF acc = splat(0.0f);
-    std::int64_t i = 0;
-    for (; i + kW <= len; i += kW) {
-      const VF v = load(w + b + i);
-      acc += (VF)((VI)v & (v >= tv));
-    }
-    float tail = 0.0f;
-    for (; i < len; ++i) tail += w[b + i] >= thr ? w[b + i] : 0.0f;
-    block_sums[blk] = static_cast<double>(hsum(acc)) + tail;
-  }
+  for (std::int64_t b = 0, blk = 0; b < n; b += kBlock, ++blk)
+    block_sums[blk] = block_mass_above<false>(w, b, std::min(n, b + kBlock), thr);
 }
 
 // Kept mass per block: weights with w >= thr and (x - m) * t_scale >= lmp.
@@ -1089,68 +1117,6 @@ std::int64_t draw_blocks(const Plan& p, double u) {
 // p >= kRejectMinTopP (draw_top_p_by_rejection). After kRejectRounds
 // rejections the threshold is computed exactly and the draw is made from S
 // by inverse CDF, which keeps the distribution exact.
-
-// Total of the weights > pivot.
-AIGC_CLONES double mass_above(const float* w, std::int64_t n, float pivot) {
-  const VF pv = splat(pivot);
-  VD total = {0.0, 0.0, 0.0, 0.0};
-  const std::int64_t full = n - n % kBlock;
-  for (std::int64_t b = 0; b < full; b += kBlock) {
-    VF a = splat(0.0f);
-    for (std::int64_t i = b; i < b + kBlock; i += kW) {
-      const VF v = load(w + i);
-      a += (VF)((VI)v & (v > pv));
-    }
-    add_to(total, a);
-  }
-  double t = hsum_d(total);
-  for (std::int64_t i = full; i < n; ++i) t += w[i] > pivot ? w[i] : 0.0f;
-  return t;
-}
-
-// The inverse CDF over the positive weights > pivot in token order: the
-// first token whose running mass exceeds target (block sums computed on the
-// way); the last such token when rounding leaves target unreached.
-AIGC_CLONES std::int64_t draw_above(const float* w, std::int64_t n, float pivot, double target) {
-  const VF pv = splat(pivot);
-  double acc = 0.0;
-  std::int64_t last = -1;
-  for (std::int64_t b = 0; b < n; b += kBlock) {
-    const std::int64_t end = std::min(n, b + kBlock);
-    double bs = 0.0;
-    if (end - b == kBlock) {
-      VF a = splat(0.0f);
-      for (std::int64_t i = b; i < end; i += kW) {
-        const VF v = load(w + i);
-        a += (VF)((VI)v & (v > pv));
-      }
-      VD d = {0.0, 0.0, 0.0, 0.0};
-      add_to(d, a);
-      bs = hsum_d(d);
-    } else {
-      for (std::int64_t j = b; j < end; ++j) bs += w[j] > pivot ? w[j] : 0.0f;
-    }
-    if (bs > 0.0 && acc + bs > target) {
-      for (std::int64_t j = b; j < end; ++j) {
-        const float v = w[j];
-        if (v > 0.0f && v > pivot) {
-          acc += v;
-          last = j;
-          if (acc > target) return j;
-        }
-      }
-      return last;  // rounding between block and token sums
-    }
-    acc += bs;
-    if (bs > 0.0)
-      for (std::int64_t j = end - 1; j >= b; --j)
-        if (w[j] > 0.0f && w[j] > pivot) {
-          last = j;
-          break;
-        }
-  }
-  return last;
-}
 
 std::int64_t draw_top_p(const Plan& p, const DrawKey& key) {
   const float* w = p.w;
