@@ -449,7 +449,7 @@ def test_top_p_rejection_draw_fits_including_its_exact_fallback() -> None:
     This row makes rejections likely: S = the 3 heavy tokens plus the top of a
     cluster of 3000 nearly equal light ones holding half the mass, so a
     rejected draw lands in the cluster and removes only the part below it;
-    about 1 draw in 200 is rejected 4 times and takes the exact fallback.
+    about 1 draw in 180 is rejected 4 times and takes the exact fallback.
     Chi-square at significance 0.001 over kept tokens pooled by mass."""
     rng = np.random.default_rng(21)
     light = np.log(1 / 3000) + np.linspace(0, 0.05, 3000)
