@@ -290,11 +290,15 @@ struct TopKState {
   float thr = -std::numeric_limits<float>::infinity();
   float* buf;
   std::int32_t* idx;
+  // The lanes' test of the scan, v >= thr_v: thr, or the lowest finite score
+  // while thr is -inf (a -inf score is never a candidate).
+  VF thr_v = splat(-kFloatMax);
 };
 
 inline void top_k_select(TopKState& st) {
   std::nth_element(st.buf, st.buf + (st.k - 1), st.buf + st.size, std::greater<float>());
-  st.thr = st.buf[st.k - 1];
+  st.thr = st.buf[st.k - 1];  // finite: buf holds finite scores only
+  st.thr_v = splat(st.thr);
   st.size = st.k;
 }
 
@@ -310,10 +314,9 @@ inline void top_k_offer(float v, std::int64_t j, TopKState& st) {
 
 AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::int64_t k,
                                           float* buf, std::int32_t* idx, float& max_out) {
-  TopKState st{k, std::min(2 * k, n), 0, 0, -kInf, buf, idx};
+  TopKState st{k, std::min(2 * k, n), 0, 0, -kInf, buf, idx, splat(-kFloatMax)};
   VF row_max = splat(-kInf);
   VI nan = splati(0);
-  const VF neg_inf = splat(-kInf);
   std::int64_t b = 0;
   for (; b + kBlock <= n; b += kBlock) {
     // 16 blocks ahead: the hardware prefetcher alone falls behind this loop's
@@ -331,9 +334,9 @@ AIGC_CLONES std::int64_t top_k_candidates(const float* x, std::int64_t n, std::i
     }
     nan |= (sum != sum);
     row_max = mx > row_max ? mx : row_max;
-    if (!any((mx >= splat(st.thr)) & (mx > neg_inf))) continue;  // nothing reaches the threshold
+    if (!any(mx >= st.thr_v)) continue;  // nothing reaches the threshold
     for (int q = 0; q < kBlock / kW; ++q) {
-      unsigned hits = lane_mask((v[q] >= splat(st.thr)) & (v[q] > neg_inf));
+      unsigned hits = lane_mask(v[q] >= st.thr_v);
       while (hits) {
         const int l = __builtin_ctz(hits);
         hits &= hits - 1;
