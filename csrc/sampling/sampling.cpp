@@ -1138,12 +1138,13 @@ std::int64_t draw_top_p(const Plan& p, const DrawKey& key) {
     // Round 0 draws from every weight: the block sums of the weights pass.
     std::int64_t i = round == 0 ? draw_blocks(p, u) : -1;
     if (i < 0) i = draw_above(w, n, pivot, u * mass);
+    if (i < 0) break;  // unreachable: the maximum (1) is above every pivot
     const double above = mass_above(w, n, w[i]);
     if (above < target) return i;
     pivot = w[i];
     mass = above;
   }
-  // Small p: the exact threshold, then the inverse CDF over the top-p set.
+  // kRejectRounds rejections: the exact threshold, then the inverse CDF over S.
   const float thr = mass_threshold(w, n, target, p.tmp, z);
   const double u = draw_uniform_round(key.seed, key.stream, key.step, kRejectRounds);
   const std::int64_t i = draw_thresholded(w, n, thr, u * kept_mass(w, n, thr));
