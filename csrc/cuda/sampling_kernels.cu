@@ -274,6 +274,7 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
       const double u = sampling::draw_uniform_round(seed, stream, step, draw_round);
       const long long i =
           block_draw(w, n, [&](std::int64_t j) { return w[j] > pivot; }, u * mass, sh);
+      if (i < 0) break;  // unreachable: the maximum (1) is above every pivot
       const float wi = w[i];
       double above = 0.0;
       for (std::int64_t j = tid; j < n; j += kThreads) above += w[j] > wi ? w[j] : 0.0f;
