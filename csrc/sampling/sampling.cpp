@@ -678,7 +678,8 @@ void bracket_hist(const float* v, std::int64_t count, int lo, int hi, double* h)
 // exactly. For a bucket d, F(d) = the estimated fraction of the mass at or
 // above d, with the standard error of a ratio estimator,
 // SE^2 = sum_j (y_j - F s_j)^2 / S^2 over the sampled weights s_j (y_j = s_j
-// when at or above d), from per-bucket sums of s and s^2; the bracket spans
+// when at or above d), from per-bucket masses (a bucket's sum of squares
+// taken as its mass times its lowest weight, within 3%); the bracket spans
 // the buckets where |F(d) - p| < kBracketZ * SE(d) + a floor of 0.2% (for the
 // rounding of an almost-exact estimate).
 constexpr double kBracketZ = 3.0;
@@ -689,7 +690,7 @@ AIGC_CLONES void sample_bracket(const float* x, std::int64_t n, float m, float t
   *hi = kHist1 - 1;
   *lo = 0;
   if (n < kSampleSpan) return;  // no sample: the widest bracket
-  // The sampled weights into buf, with their sum, sum of squares and minimum.
+  // The sampled weights into buf, with their sum and minimum.
   const VF mv = splat(m), cv = splat(t_scale);
   VF sum = splat(0.0f), mn = splat(1.0f);
   std::int64_t count = 0;
