@@ -34,6 +34,8 @@ namespace {
 constexpr std::int64_t kBlock = 64;          // scores per block in full-row passes
 constexpr std::int64_t kSortLimit = 512;     // candidates sorted outright in mass selection
 constexpr std::int64_t kParallelGrain = 1 << 15;  // scores per thread at least
+constexpr int kHist1 = 4096;                 // level-1 buckets of the top-p radix selection
+constexpr std::int64_t kFusedMinRow = 4096;  // rows that take the fused top-p pass
 constexpr float kInf = std::numeric_limits<float>::infinity();
 
 std::size_t align64(std::size_t x) { return (x + 63) & ~static_cast<std::size_t>(63); }
@@ -44,7 +46,17 @@ struct Scratch {
   float* w;             // n: weights
   float* tmp;           // n: heap, mass-selection buffer
   double* block_sums;   // n / kBlock + 1
+  double* hist;         // 4 * kHist1 for rows of kFusedMinRow or more, else null
 };
+
+// Bytes of one double per block (and one more), and of the fused top-p
+// histograms (rows of kFusedMinRow scores or more only).
+std::size_t block_bytes(std::int64_t n) {
+  return align64((static_cast<std::size_t>(n) / kBlock + 1) * sizeof(double));
+}
+std::size_t hist_bytes(std::int64_t n) {
+  return n >= kFusedMinRow ? 4 * kHist1 * sizeof(double) : 0;
+}
 
 Scratch carve(void* scratch, std::int64_t n) {
   auto base = reinterpret_cast<std::uintptr_t>(scratch);
@@ -56,6 +68,7 @@ Scratch carve(void* scratch, std::int64_t n) {
   s.w = reinterpret_cast<float*>(p + 2 * fn);
   s.tmp = reinterpret_cast<float*>(p + 3 * fn);
   s.block_sums = reinterpret_cast<double*>(p + 4 * fn);
+  s.hist = hist_bytes(n) ? reinterpret_cast<double*>(p + 4 * fn + block_bytes(n)) : nullptr;
   return s;
 }
 
@@ -391,7 +404,6 @@ float sorted_threshold(float* vals, std::int64_t count, double target) {
 // bits, 32 buckets per octave), level 2 by bits 17..9, level 3 by bits 8..0;
 // each level keeps only the bucket where the mass crosses the target, and a
 // bucket of at most kSortLimit values is sorted instead.
-constexpr int kHist1 = 4096;
 constexpr int kShift1 = 18;
 
 inline std::uint32_t digit1(float w) { return (float_bits(w) >> kShift1) & (kHist1 - 1); }
@@ -416,6 +428,18 @@ struct CompressTable {
 };
 constexpr CompressTable kCompress;
 
+// Appends the lanes of v set in mask (bit l = lane l) to out + k, in order,
+// and returns the new count. It stores all 8 lanes whatever the mask (no
+// branch to mispredict), so out + k needs room for 8 floats; the callers
+// compact in place or into a buffer as long as their input, where the store
+// at out + k, k <= their index, stays within it.
+AIGC_VEC std::int64_t compact_store(float* out, std::int64_t k, const VF& v, unsigned mask) {
+  VI perm;
+  std::memcpy(&perm, kCompress.perm[mask], sizeof perm);
+  store(out + k, __builtin_shuffle(v, perm));
+  return k + __builtin_popcount(mask);
+}
+
 // Copies the weights of level-1 bucket `bucket` to out, in order; returns
 // their number. out may be w itself (the stores at out + k, k <= j, only
 // cover values already loaded) and needs no slack.
@@ -426,11 +450,7 @@ AIGC_CLONES std::int64_t gather_bucket1(const float* w, std::int64_t count, std:
   std::int64_t k = 0, j = 0;
   for (; j + kW <= count; j += kW) {
     const VF v = load(w + j);
-    const unsigned hit = lane_mask((((VI)v >> kShift1) & mask) == want);
-    VI perm;
-    std::memcpy(&perm, kCompress.perm[hit], sizeof perm);
-    store(out + k, __builtin_shuffle(v, perm));
-    k += __builtin_popcount(hit);
+    k = compact_store(out, k, v, lane_mask((((VI)v >> kShift1) & mask) == want));
   }
   for (; j < count; ++j)
     if (digit1(w[j]) == bucket) out[k++] = w[j];
@@ -459,11 +479,7 @@ AIGC_CLONES double bracket_pass(const float* w, std::int64_t count, std::uint32_
       const VI d = ((VI)v >> kShift1) & mask;
       const VI gt = d > vhi;
       acc += (VF)((VI)v & gt);
-      const unsigned in = lane_mask((d >= vlo) & ~gt);
-      VI perm;  // stored whatever the mask (no branch to mispredict)
-      std::memcpy(&perm, kCompress.perm[in], sizeof perm);
-      store(out + k, __builtin_shuffle(v, perm));
-      k += __builtin_popcount(in);
+      k = compact_store(out, k, v, lane_mask((d >= vlo) & ~gt));
     }
     above += hsum(acc);
   }
@@ -651,7 +667,6 @@ AIGC_CLONES double weights_pass(const float* x, std::int64_t n, float m, float t
 // then either confirm the bracket, and the threshold is selected among its
 // weights, or not, and mass_threshold runs on the stored weights: the result
 // is exact whatever the sample.
-constexpr std::int64_t kFusedMinRow = 4096;  // shorter rows take the general path
 constexpr std::int64_t kSampleRun = 16;      // sampled scores: one run of 16 (a cache line)
 constexpr std::int64_t kSampleSpan = 256;    // per 256
 
@@ -767,11 +782,7 @@ AIGC_CLONES FusedSums weights_bracket_pass(const float* x, std::int64_t n, float
       const VF v = load(w + i);
       const VI high = v >= hiv;
       high_acc += (VF)((VI)v & high);
-      const unsigned in = lane_mask((v >= lov) & ~high);
-      VI perm;  // stored whatever the mask (no branch to mispredict)
-      std::memcpy(&perm, kCompress.perm[in], sizeof perm);
-      store(out + k, __builtin_shuffle(v, perm));
-      k += __builtin_popcount(in);
+      k = compact_store(out, k, v, lane_mask((v >= lov) & ~high));
     }
     add_to(z, acc);
     add_to(above, high_acc);
@@ -888,11 +899,9 @@ AIGC_CLONES std::int64_t draw_above(const float* w, std::int64_t n, float pivot,
 
 // Top-p threshold and kept mass of a whole row of scores x with maximum m:
 // fills w with the weights, returns the threshold, sets *kept to the mass of
-// the weights >= it. tmp and spare hold n floats each.
+// the weights >= it. tmp and spare hold n floats each, h 4 * kHist1 doubles.
 float fused_top_p(const float* x, std::int64_t n, float m, float t_scale, double p, float* w,
-                  float* tmp, float* spare, double* kept) {
-  std::unique_ptr<double[]> hist(new double[4 * kHist1]);
-  double* h = hist.get();
+                  float* tmp, float* spare, double* h, double* kept) {
   int lo = 0, hi = kHist1 - 1;
   sample_bracket(x, n, m, t_scale, p, tmp, h, &lo, &hi);
   const float lo_w = lo == 0 ? 0.0f : level1_floor(lo);
@@ -1020,7 +1029,7 @@ Plan plan_row(const float* logits, std::int64_t n, const SamplingParams& params,
       plan.w = s.w;
       plan.masked = true;
       plan.thr_p = fused_top_p(x, n, plan.m, plan.t_scale, static_cast<double>(params.top_p), s.w,
-                               s.tmp, reinterpret_cast<float*>(s.idx), &plan.kept_total);
+                               s.tmp, reinterpret_cast<float*>(s.idx), s.hist, &plan.kept_total);
       return plan;
     }
     z = weights_pass(x, n, plan.m, plan.t_scale, s.w, s.block_sums);
@@ -1149,10 +1158,7 @@ std::int64_t draw_top_p(const Plan& p, const DrawKey& key) {
   const float thr = mass_threshold(w, n, target, p.tmp, z);
   const double u = draw_uniform_round(key.seed, key.stream, key.step, kRejectRounds);
   const std::int64_t i = draw_thresholded(w, n, thr, u * kept_mass(w, n, thr));
-  if (i >= 0) return i;
-  for (std::int64_t j = n - 1; j >= 0; --j)
-    if (w[j] > 0.0f && w[j] >= thr) return j;
-  return 0;  // unreachable: the maximum has weight 1 and is always kept
+  return i >= 0 ? i : 0;  // i >= 0: the maximum has weight 1 and is always kept
 }
 
 void write_filter(const Plan& p, float* probs, std::uint8_t* kept) {
@@ -1255,7 +1261,7 @@ SamplingParams BatchParams::row(std::int64_t r) const {
 std::size_t scratch_bytes(std::int64_t n) {
   if (n < 1) n = 1;
   const std::size_t fn = align64(static_cast<std::size_t>(n) * 4);
-  return 64 + 4 * fn + align64((static_cast<std::size_t>(n) / kBlock + 1) * sizeof(double));
+  return 64 + 4 * fn + block_bytes(n) + hist_bytes(n);
 }
 
 std::int32_t sample_row(const float* logits, std::int64_t n, const SamplingParams& params,
