@@ -22,14 +22,19 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .generator import (
+    Completion,
     Generator,
     ImageGenerator,
     ImageRequest,
     ImageResult,
     SamplingParams,
+    TextDone,
+    TextEvent,
     TextGenerator,
     TextRequest,
     TextResult,
+    TokenLogprob,
+    Usage,
 )
 from .plugin_manager import PluginInfo
 
@@ -37,6 +42,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "AigcError",
+    "Completion",
     "ConfigError",
     "CoreError",
     "Dataset",
@@ -55,9 +61,13 @@ __all__ = [
     "RegisteredGenerator",
     "SamplingParams",
     "TextDataset",
+    "TextDone",
+    "TextEvent",
     "TextGenerator",
     "TextRequest",
     "TextResult",
+    "TokenLogprob",
+    "Usage",
     "UnknownDatasetError",
     "UnknownGeneratorError",
     "UnsupportedOperationError",

@@ -287,8 +287,9 @@ class Engine:
 
     def _wire(self, gen: Generator[Any], reg: RegisteredGenerator) -> None:
         processor = self._host.process_result if self._host.has_result_processors() else None
+        streams = self._host.process_stream if self._host.has_stream_processors() else None
         gen._attach(plugin=(reg.plugin, reg.plugin_version), result_processor=processor,
-                    datasets=self.dataset)
+                    datasets=self.dataset, stream_processor=streams)
 
     def register_commands(self, cli: Any) -> None:
         """Let plugins add commands to the ``aigc`` click group."""

@@ -36,6 +36,9 @@ R = TypeVar("R", "TextRequest", "ImageRequest")
 T = TypeVar("T")
 
 MAX_SEED = 2**63 - 1
+#: Upper bounds of a request (beyond them a request is a mistake, not a workload).
+MAX_TOKENS = 2**31 - 1
+MAX_N = 1024
 
 
 def _check_seed(seed: int | None) -> None:
@@ -132,12 +135,25 @@ def _reject_unknown(options: Mapping[str, Any], valid: frozenset[str], *,
 _SAMPLING_FIELDS = _field_names(SamplingParams)
 
 
+MAX_LOGPROBS = 20
+MAX_STOPS = 16
+
+
 @dataclasses.dataclass(frozen=True)
 class TextRequest:
     """A request for text: ``n`` continuations of ``prompt``.
 
     ``seed`` makes the output reproducible; sample ``i`` of a request uses
     stream ``i`` of that seed, so ``n=3`` gives the same first text as ``n=1``.
+    The result's texts are the completions (without the prompt, as OpenAI's
+    API), or the prompt followed by the completion with ``echo``.
+
+    Stop rules (:mod:`aigc_engine.decoding` has their exact semantics):
+    ``max_tokens``; the end-of-text token (``stop_at_eos``); ``stop`` strings,
+    matched across token boundaries and left out of the text; ``stop_token_ids``;
+    ``min_tokens`` bans end-of-text and stop tokens until that many tokens are
+    generated. ``logprobs``: ``None`` (off) or how many alternatives (0-20) to
+    report beside each chosen token's log-probability.
     """
 
     prompt: str = ""
@@ -146,19 +162,50 @@ class TextRequest:
     seed: int | None = None
     n: int = 1
     #: Stop at the end-of-text token (an n-gram model's ``</s>``). False goes on
-    #: past it into a new sentence (shown as a line break) until ``max_tokens``.
+    #: past it (a new sentence for an n-gram, shown as a line break) until ``max_tokens``.
     stop_at_eos: bool = True
+    stop: tuple[str, ...] = ()
+    stop_token_ids: tuple[int, ...] = ()
+    min_tokens: int = 0
+    logprobs: int | None = None
+    echo: bool = False
 
     def __post_init__(self) -> None:
-        if not isinstance(self.stop_at_eos, bool):
-            raise ConfigError(f"stop_at_eos must be True or False, got {self.stop_at_eos!r}")
+        for flag in ("stop_at_eos", "echo"):
+            if not isinstance(getattr(self, flag), bool):
+                raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         if not isinstance(self.prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(self.prompt).__name__}")
         _check_positive_int("max_tokens", self.max_tokens)
+        if self.max_tokens > MAX_TOKENS:
+            raise ConfigError(f"max_tokens must be at most {MAX_TOKENS}, got {self.max_tokens}")
         _check_positive_int("n", self.n)
+        if self.n > MAX_N:
+            raise ConfigError(f"n must be at most {MAX_N}, got {self.n}")
         _check_seed(self.seed)
         if not isinstance(self.sampling, SamplingParams):
             raise ConfigError("sampling must be a SamplingParams")
+        stop = (self.stop,) if isinstance(self.stop, str) else self.stop
+        if not isinstance(stop, (tuple, list)) or not all(
+                isinstance(x, str) and x for x in stop):
+            raise ConfigError(f"stop must be a string or a list of non-empty strings, got {stop!r}")
+        if len(stop) > MAX_STOPS:
+            raise ConfigError(f"stop holds {len(stop)} strings; at most {MAX_STOPS} are allowed")
+        object.__setattr__(self, "stop", tuple(stop))
+        ids = self.stop_token_ids
+        if not isinstance(ids, (tuple, list)) or not all(
+                isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**31 for i in ids):
+            raise ConfigError(f"stop_token_ids must be a list of token ids (ints >= 0), got {ids!r}")
+        object.__setattr__(self, "stop_token_ids", tuple(ids))
+        m = self.min_tokens
+        if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m <= self.max_tokens:
+            raise ConfigError(
+                f"min_tokens must be an integer in [0, max_tokens={self.max_tokens}], got {m!r}")
+        lp = self.logprobs
+        if lp is not None and (isinstance(lp, bool) or not isinstance(lp, int)
+                               or not 0 <= lp <= MAX_LOGPROBS):
+            raise ConfigError(f"logprobs must be None or an integer in [0, {MAX_LOGPROBS}], "
+                              f"got {lp!r}")
 
     @classmethod
     def build(cls, request: str | TextRequest | None = None, /, **options: Any) -> TextRequest:
@@ -170,8 +217,7 @@ class TextRequest:
         if isinstance(request, TextRequest):
             if not options:
                 return request
-            base = dataclasses.asdict(request)
-            base["sampling"] = request.sampling
+            base = {f.name: getattr(request, f.name) for f in dataclasses.fields(request)}
         else:
             base = {} if request is None else {"prompt": request}
         sampling = {k: options.pop(k) for k in list(options) if k in _SAMPLING_FIELDS}
@@ -217,18 +263,95 @@ class ImageRequest:
         return self if self.seed is not None else dataclasses.replace(self, seed=fresh_seed())
 
 
+@dataclasses.dataclass(frozen=True)
+class TokenLogprob:
+    """A chosen token's natural-log probability and the ``top`` alternatives
+    ``((id, logprob), ...)``, most probable first (ties by id)."""
+
+    token_id: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+
+
+@dataclasses.dataclass
+class Completion:
+    """One sample of a text result (OpenAI's "choice")."""
+
+    index: int
+    text: str
+    token_ids: list[int] = dataclasses.field(default_factory=list)
+    #: "stop" (end-of-text, a stop string or token) or "length" (max_tokens).
+    finish_reason: str = "stop"
+    logprobs: list[TokenLogprob] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Usage:
+    """Token counts of a request: the prompt's (once) and every sample's completion."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+
+    @property
+    def total_tokens(self) -> int:
+        """Prompt and completion tokens."""
+        return self.prompt_tokens + self.completion_tokens
+
+
 @dataclasses.dataclass
 class TextResult:
-    """Generated texts (one per requested sample) and what produced them."""
+    """Generated texts (one per requested sample) and what produced them.
+
+    ``choices`` has the details of each sample (token ids, finish reason,
+    log-probabilities); a result built from texts alone gets choices that
+    carry just the text.
+    """
 
     texts: list[str]
     request: TextRequest
     metadata: dict[str, Any] = dataclasses.field(default_factory=dict)
+    choices: list[Completion] = dataclasses.field(default_factory=list)
+    usage: Usage = Usage()
+
+    def __post_init__(self) -> None:
+        if not self.choices:
+            self.choices = [Completion(index=i, text=t) for i, t in enumerate(self.texts)]
+        elif len(self.choices) != len(self.texts):
+            raise ValueError(f"{len(self.choices)} choices for {len(self.texts)} texts")
 
     @property
     def text(self) -> str:
         """The first text."""
         return self.texts[0]
+
+    def replace_texts(self, texts: list[str]) -> TextResult:
+        """A copy with new texts (for result processors); each choice keeps its details."""
+        choices = [dataclasses.replace(c, text=t) for c, t in zip(self.choices, texts,
+                                                                     strict=True)]
+        return TextResult(texts=list(texts), request=self.request, metadata=dict(self.metadata),
+                          choices=choices, usage=self.usage)
+
+
+@dataclasses.dataclass(frozen=True)
+class TextEvent:
+    """A piece of streamed text of sample ``index``.
+
+    ``token_id`` is the token drawn (None for an echoed prompt); ``text`` may
+    be empty (bytes of an unfinished character, or text a stop string may
+    still claim). The last event of each sample has ``finish_reason`` set.
+    """
+
+    index: int
+    text: str
+    token_id: int | None = None
+    finish_reason: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class TextDone:
+    """The last item of a stream: the same result ``generate`` returns."""
+
+    result: TextResult
 
 
 @dataclasses.dataclass
@@ -242,6 +365,7 @@ class ImageResult:
 
 
 ResultProcessor = Callable[[Any, Any], Any]
+StreamProcessor = Callable[[Any, Iterator[Any]], Iterator[Any]]
 
 
 class Generator(abc.ABC, Generic[R]):
@@ -273,6 +397,7 @@ class Generator(abc.ABC, Generic[R]):
         self.metrics: dict[str, Any] = {}
         self._plugin: tuple[str, str] = ("unknown", "unknown")
         self._result_processor: ResultProcessor | None = None
+        self._stream_processor: StreamProcessor | None = None
         self._datasets: Callable[..., Dataset] | None = None
 
     def config_as(self, kind: type[C]) -> C:
@@ -284,13 +409,15 @@ class Generator(abc.ABC, Generic[R]):
 
     # -- engine wiring -------------------------------------------------------
     def _attach(self, *, plugin: tuple[str, str], result_processor: ResultProcessor | None,
-                datasets: Callable[..., Dataset] | None = None) -> None:
+                datasets: Callable[..., Dataset] | None = None,
+                stream_processor: StreamProcessor | None = None) -> None:
         """Called by the engine: the plugin that made this generator, result hooks, datasets."""
         self._plugin = plugin
         self._result_processor = result_processor
+        self._stream_processor = stream_processor
         self._datasets = datasets
 
-    def _dataset(self, data: Any) -> Dataset:
+    def dataset(self, data: Any) -> Dataset:
         """Resolve ``fit``/``evaluate`` data: a Dataset, a path, a list of lines, or (when
         created by an engine) a registered dataset name."""
         from .datasets import resolve
@@ -351,7 +478,7 @@ class Generator(abc.ABC, Generic[R]):
     # -- bundles -----------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Save as a bundle directory, atomically: a crash leaves any old bundle intact."""
-        self._require_trained("save")
+        self.require_trained("save")
         manifest = _bundle.Manifest(
             generator=self.name,
             plugin=self._plugin[0],
@@ -395,7 +522,8 @@ class Generator(abc.ABC, Generic[R]):
     def _load_payload(self, directory: Path, manifest: _bundle.Manifest) -> None:
         """Read the model's files from a verified bundle ``directory``."""
 
-    def _require_trained(self, action: str) -> None:
+    def require_trained(self, action: str) -> None:
+        """Raise UnsupportedOperationError unless fitted or loaded (``action`` names the use)."""
         if not self.trained:
             raise UnsupportedOperationError(
                 f"cannot {action} an untrained {self.name!r} generator: call fit() or load a bundle"
@@ -406,33 +534,89 @@ class Generator(abc.ABC, Generic[R]):
 
 
 class TextGenerator(Generator["TextRequest"]):
-    """Base class of text generators."""
+    """Base class of text generators.
+
+    Token-level generators derive from
+    :class:`aigc_engine.decoding.TokenTextGenerator` and provide a token model;
+    others (templates) implement :meth:`_generate` and may override
+    :meth:`_events` to stream.
+    """
 
     modality: ClassVar[str] = "text"
 
     def generate(self, request: TextRequest | str | None = None, **options: Any) -> TextResult:
         """Generate ``request.n`` texts; ``generate("prompt", max_tokens=20, seed=1)`` works too."""
         req = TextRequest.build(request, **options).with_seed()
-        self._require_trained("generate with")
+        self.require_trained("generate with")
+        if self._stream_processor is not None:
+            for item in self._processed_events(req):
+                if isinstance(item, TextDone):
+                    return item.result
+            raise AssertionError("the stream ended without its result")
         return self._finish(req, self._generate(req), TextResult)
 
-    def stream(self, request: TextRequest | str | None = None, **options: Any) -> Iterator[str]:
-        """Yield the first sample's text piece by piece as it is generated.
+    def stream(self, request: TextRequest | str | None = None, **options: Any
+               ) -> Iterator[TextEvent | TextDone]:
+        """Yield :class:`TextEvent` pieces of every sample as they are generated, then
+        :class:`TextDone` with the result ``generate`` returns for the same request.
 
-        The pieces concatenate to the text ``generate`` returns for the same
-        request (before result processors, which need the whole text).
+        The pieces of sample ``i`` join to ``result.texts[i]``. Stream filters
+        (``aigc_process_stream``) see and may change the pieces; with result
+        processors (``aigc_process_result``) installed, each sample's text is
+        held back until the whole result has been processed.
         """
         req = TextRequest.build(request, **options).with_seed()
-        self._require_trained("generate with")
-        return self._stream(req)
+        self.require_trained("generate with")
+        return self._processed_events(req)
+
+    def stream_text(self, request: TextRequest | str | None = None, **options: Any
+                    ) -> Iterator[str]:
+        """The text of sample 0 piece by piece (a convenience over :meth:`stream`)."""
+        for item in self.stream(request, **options):
+            if isinstance(item, TextEvent) and item.index == 0 and item.text:
+                yield item.text
+
+    def _processed_events(self, req: TextRequest) -> Iterator[TextEvent | TextDone]:
+        events: Iterator[Any] = self._events(req)
+        if self._stream_processor is not None:
+            events = self._stream_processor(req, events)
+        return self._reassemble(req, events)
+
+    def _reassemble(self, req: TextRequest, events: Iterator[Any]
+                    ) -> Iterator[TextEvent | TextDone]:
+        """Pass events on; the final result carries the texts the events spelled
+        (after stream filters) and then goes through the result processors."""
+        texts = [""] * req.n
+        hold = self._result_processor is not None
+        raw: TextResult | None = None
+        for item in events:
+            if isinstance(item, TextDone):
+                raw = item.result
+                continue
+            if not isinstance(item, TextEvent) or not 0 <= item.index < req.n:
+                raise TypeError(f"a text stream yielded {item!r}, not a TextEvent of this request")
+            texts[item.index] += item.text
+            if not hold:
+                yield item
+        if raw is None:
+            raise TypeError("a text stream ended without its TextDone result")
+        result = raw if texts == raw.texts else raw.replace_texts(texts)
+        result = self._finish(req, result, TextResult)
+        if hold:
+            for c in result.choices:
+                yield TextEvent(index=c.index, text=c.text, finish_reason=c.finish_reason)
+        yield TextDone(result)
 
     @abc.abstractmethod
     def _generate(self, request: TextRequest) -> TextResult:
         """Generate ``request.n`` texts; ``request.seed`` is set."""
 
-    def _stream(self, request: TextRequest) -> Iterator[str]:
-        """Default: the whole first text at once; override to stream tokens."""
-        yield self._generate(request).texts[0]
+    def _events(self, request: TextRequest) -> Iterator[TextEvent | TextDone]:
+        """Default: each whole text as one event, then the result."""
+        result = self._generate(request)
+        for c in result.choices:
+            yield TextEvent(index=c.index, text=c.text, finish_reason=c.finish_reason)
+        yield TextDone(result)
 
 
 class ImageGenerator(Generator["ImageRequest"]):
@@ -443,7 +627,7 @@ class ImageGenerator(Generator["ImageRequest"]):
     def generate(self, request: ImageRequest | None = None, **options: Any) -> ImageResult:
         """Generate ``request.n`` images (``generate(n=16, seed=0)`` works too)."""
         req = ImageRequest.build(request, **options).with_seed()
-        self._require_trained("generate with")
+        self.require_trained("generate with")
         return self._finish(req, self._generate(req), ImageResult)
 
     @abc.abstractmethod

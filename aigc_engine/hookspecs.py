@@ -9,7 +9,7 @@ register and discover; generation itself runs through plain objects.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any
 
 import pluggy
@@ -62,6 +62,25 @@ def aigc_process_result(request: Any, result: Any) -> Any:
     passed in (which may have been changed in place). Implementations run in
     pluggy's order (``tryfirst``/``trylast`` respected), each seeing the
     previous one's output; ``wrapper=True`` implementations wrap the rest of the
-    chain (``result = yield`` gives the inner result). Applies to ``generate``;
-    streamed text is not post-processed.
+    chain (``result = yield`` gives the inner result, and an error of the inner
+    chain is thrown into the wrapper at the ``yield``, as pluggy's wrappers
+    have it; the wrapper returns the result). Applies to ``generate`` and to
+    the final result of ``stream``; while such a processor is installed a
+    stream holds each sample's text back until the processed result is known
+    (implement :func:`aigc_process_stream` too to stream filtered text).
+    """
+
+
+@hookspec
+def aigc_process_stream(request: Any, events: Iterator[Any]) -> Iterator[Any] | None:
+    """Filter streamed text: take the iterator of events and return the iterator to use.
+
+    ``events`` yields :class:`~aigc_engine.generator.TextEvent` pieces (sample
+    index, text, token id; each sample's last event has its ``finish_reason``)
+    and ends with a :class:`~aigc_engine.generator.TextDone`. A filter may see,
+    hold back, rewrite, drop or add pieces, and must pass the ``TextDone`` on;
+    return None to leave the stream as it is. The engine rebuilds the final
+    result from the pieces that come out, and while a stream filter is
+    installed ``generate`` runs through the stream too, so both agree.
+    Implementations chain in pluggy's order (the first one sees the raw events).
     """

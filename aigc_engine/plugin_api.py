@@ -23,6 +23,7 @@ from __future__ import annotations
 from .bundle import Manifest
 from .config import GeneratorConfig
 from .datasets import Dataset, DatasetSpec, TextDataset, as_text_dataset
+from .decoding import AheadChunk, TokenModel, TokenTextGenerator, text_metrics
 from .engine import GeneratorSpec
 from .errors import (
     AigcError,
@@ -33,20 +34,40 @@ from .errors import (
     UnsupportedOperationError,
 )
 from .generator import (
+    Completion,
     Generator,
     ImageGenerator,
     ImageRequest,
     ImageResult,
     SamplingParams,
+    TextDone,
+    TextEvent,
     TextGenerator,
     TextRequest,
     TextResult,
+    TokenLogprob,
+    Usage,
 )
 from .hookspecs import hookimpl
 from .progress import Progress, Task
+from .tokenizers import (
+    BPETokenizer,
+    ByteTokenizer,
+    CharTokenizer,
+    Decoder,
+    Tokenizer,
+    load_tokenizer,
+    train_tokenizer,
+)
 
 __all__ = [
+    "AheadChunk",
     "AigcError",
+    "BPETokenizer",
+    "ByteTokenizer",
+    "CharTokenizer",
+    "Completion",
+    "Decoder",
     "ConfigError",
     "Dataset",
     "DatasetSpec",
@@ -64,10 +85,20 @@ __all__ = [
     "SamplingParams",
     "Task",
     "TextDataset",
+    "TextDone",
+    "TextEvent",
     "TextGenerator",
     "TextRequest",
     "TextResult",
+    "TokenLogprob",
+    "TokenModel",
+    "TokenTextGenerator",
+    "Tokenizer",
     "UnsupportedOperationError",
+    "Usage",
     "as_text_dataset",
     "hookimpl",
+    "load_tokenizer",
+    "text_metrics",
+    "train_tokenizer",
 ]

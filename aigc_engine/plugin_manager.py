@@ -220,12 +220,45 @@ class PluginHost:
               result: Any) -> Any:
         gen = impl.function(*args)
         next(gen)
-        inner_result = self._chain(inner, request, result)
+        try:
+            inner_result = self._chain(inner, request, result)
+        except Exception as exc:
+            # pluggy's wrapper contract: the inner error is thrown in at the yield.
+            try:
+                gen.throw(exc)
+            except StopIteration as stop:
+                return stop.value
+            raise PluginError(
+                f"plugin {impl.plugin_name!r}: wrapper yielded more than once") from exc
         try:
             gen.send(inner_result)
         except StopIteration as stop:
             return stop.value if stop.value is not None else inner_result
         raise PluginError(f"plugin {impl.plugin_name!r}: wrapper yielded more than once")
+
+    # -- stream processing -------------------------------------------------------
+    def _stream_impls(self) -> list[Any]:
+        return [i for i in self.pm.hook.aigc_process_stream.get_hookimpls()
+                if self.infos.get(i.plugin_name, None) is not None
+                and self.infos[i.plugin_name].status == "loaded"]
+
+    def has_stream_processors(self) -> bool:
+        """Whether any loaded plugin implements ``aigc_process_stream``."""
+        return bool(self._stream_impls())
+
+    def process_stream(self, request: Any, events: Iterator[Any]) -> Iterator[Any]:
+        """Run the ``aigc_process_stream`` filters over a stream of text events."""
+        for impl in reversed(self._stream_impls()):
+            kwargs = {"request": request, "events": events}
+            try:
+                out = impl.function(*[kwargs[a] for a in impl.argnames])
+            except Exception as exc:
+                raise PluginError(
+                    f"plugin {impl.plugin_name!r} failed in aigc_process_stream: "
+                    f"{type(exc).__name__}: {exc}") from exc
+            if out is not None:
+                events = iter(out)
+        return events
 
 
 def _hook_names(pm: pluggy.PluginManager, obj: object) -> Iterator[str]:

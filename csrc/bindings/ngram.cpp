@@ -94,6 +94,29 @@ std::vector<std::uint32_t> to_ids(const PyNgram& self, const py::handle& context
   return ids;
 }
 
+sampling::SamplingParams sampling_params(float temperature, int top_k, float top_p, float min_p,
+                                         float repetition_penalty, float presence_penalty,
+                                         float frequency_penalty) {
+  sampling::SamplingParams p;
+  p.temperature = temperature;
+  p.top_k = top_k;
+  p.top_p = top_p;
+  p.min_p = min_p;
+  p.repetition_penalty = repetition_penalty;
+  p.presence_penalty = presence_penalty;
+  p.frequency_penalty = frequency_penalty;
+  return p;
+}
+
+ngram::GenerateResult run_generate(PyNgram& s, const std::vector<std::uint32_t>& ids,
+                                   const ngram::GenerateOptions& o) {
+  py::gil_scoped_release release;
+  const int top_k = o.params.top_k;
+  const bool need_index = top_k > 0 && static_cast<std::size_t>(top_k) < s.model.vocab_size();
+  const ngram::TopKIndex* ix = need_index ? &s.topk_index() : nullptr;
+  return ngram::generate(s.model, ix, ids.data(), ids.size(), o);
+}
+
 ngram::State state_after(const Model& m, const std::vector<std::uint32_t>& ids, bool bos) {
   ngram::State s = bos ? m.begin_sentence_state() : m.null_state();
   for (std::uint32_t id : ids) m.advance(s, id);
@@ -445,27 +468,17 @@ index of the children of each context by probability).)doc");
         std::vector<std::uint32_t> ids = to_ids(s, context);
         ngram::GenerateOptions o;
         o.max_tokens = max_tokens;
-        o.params.temperature = temperature;
-        o.params.top_k = top_k;
-        o.params.top_p = top_p;
-        o.params.min_p = min_p;
-        o.params.repetition_penalty = repetition_penalty;
-        o.params.presence_penalty = presence_penalty;
-        o.params.frequency_penalty = frequency_penalty;
+        o.params = sampling_params(temperature, top_k, top_p, min_p, repetition_penalty,
+                                   presence_penalty, frequency_penalty);
         o.seed = seed;
         o.stream = stream;
         o.first_step = first_step;
         o.bos = bos;
         o.stop_at_eos = stop_at_eos;
         o.allow_unk = allow_unk;
-        std::vector<std::uint32_t> out;
-        {
-          py::gil_scoped_release release;
-          const bool need_index = top_k > 0 && static_cast<std::size_t>(top_k) < s.model.vocab_size();
-          const ngram::TopKIndex* ix = need_index ? &s.topk_index() : nullptr;
-          out = ngram::generate(s.model, ix, ids.data(), ids.size(), o);
-        }
-        return py::array_t<std::int32_t>(out.size(), reinterpret_cast<const std::int32_t*>(out.data()));
+        ngram::GenerateResult out = run_generate(s, ids, o);
+        return py::array_t<std::int32_t>(out.tokens.size(),
+                                         reinterpret_cast<const std::int32_t*>(out.tokens.data()));
       },
       py::arg("context"), py::arg("max_tokens"), py::kw_only(), py::arg("temperature") = 1.0f,
       py::arg("top_k") = 0, py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f,
@@ -478,10 +491,70 @@ a new sentence. top_k in (0, vocab): samples from the exact top-k candidates
 (plus history tokens when a penalty is on); otherwise from the full distribution.
 temperature 0 = greedy. Token i is drawn with the counter key (seed, stream,
 first_step + i), so generate(ctx + out[:n], m, first_step=n) continues
-generate(ctx, n) exactly (for streaming in chunks). Draws go through the shared
-sampler (aigc_engine.sampling: same semantics and Philox keys as every text
-generator); with top-k, penalties see the candidate row, which holds every token
-that can enter the top k.)doc");
+generate(ctx, n) exactly (for streaming in chunks) when no penalty is on.
+Penalties count the tokens this call generates (see generate_chunk for a
+history carried over chunks). Draws go through the shared sampler
+(aigc_engine.sampling: same semantics and Philox keys as every text generator).)doc");
+  cls.def(
+      "generate_chunk",
+      [](PyNgram& s, const py::object& context, std::size_t count, float temperature, int top_k,
+         float top_p, float min_p, float repetition_penalty, float presence_penalty,
+         float frequency_penalty, std::uint64_t seed, std::uint64_t stream, std::uint64_t first_step,
+         bool bos, bool stop_at_eos, const py::array_t<std::uint32_t, py::array::c_style | py::array::forcecast>& history_ids,
+         const py::array_t<std::int32_t, py::array::c_style | py::array::forcecast>& history_counts,
+         std::size_t min_tokens, const std::vector<std::uint32_t>& ban_ids, int logprobs) {
+        std::vector<std::uint32_t> ids = to_ids(s, context);
+        if (history_ids.size() != history_counts.size())
+          throw std::invalid_argument("history_ids has " + std::to_string(history_ids.size()) +
+                                      " entries but history_counts has " +
+                                      std::to_string(history_counts.size()));
+        if (logprobs > 20) throw std::invalid_argument("logprobs must be at most 20, got " + std::to_string(logprobs));
+        ngram::GenerateOptions o;
+        o.max_tokens = count;
+        o.params = sampling_params(temperature, top_k, top_p, min_p, repetition_penalty,
+                                   presence_penalty, frequency_penalty);
+        o.seed = seed;
+        o.stream = stream;
+        o.first_step = first_step;
+        o.bos = bos;
+        o.stop_at_eos = stop_at_eos;
+        o.history_ids = history_ids.data();
+        o.history_counts = history_counts.data();
+        o.history_len = static_cast<std::size_t>(history_ids.size());
+        o.min_tokens = min_tokens;
+        o.ban_ids = ban_ids;
+        o.logprobs = logprobs;
+        ngram::GenerateResult out = run_generate(s, ids, o);
+        py::dict d;
+        d["tokens"] = py::array_t<std::int32_t>(out.tokens.size(),
+                                                reinterpret_cast<const std::int32_t*>(out.tokens.data()));
+        d["stopped_at_eos"] = out.stopped_at_eos;
+        if (logprobs >= 0) {
+          const auto draws = static_cast<py::ssize_t>(out.logprobs.size());
+          d["logprobs"] = py::array_t<float>(draws, out.logprobs.data());
+          d["top_ids"] = py::array_t<std::int32_t>({draws, static_cast<py::ssize_t>(logprobs)},
+                                                   out.top_ids.data());
+          d["top_logprobs"] = py::array_t<float>({draws, static_cast<py::ssize_t>(logprobs)},
+                                                 out.top_logprobs.data());
+        }
+        return d;
+      },
+      py::arg("context"), py::arg("count"), py::kw_only(), py::arg("temperature") = 1.0f,
+      py::arg("top_k") = 0, py::arg("top_p") = 1.0f, py::arg("min_p") = 0.0f,
+      py::arg("repetition_penalty") = 1.0f, py::arg("presence_penalty") = 0.0f,
+      py::arg("frequency_penalty") = 0.0f, py::arg("seed") = 0, py::arg("stream") = 0,
+      py::arg("first_step") = 0, py::arg("bos") = true, py::arg("stop_at_eos") = true,
+      py::arg("history_ids") = py::array_t<std::uint32_t>(0),
+      py::arg("history_counts") = py::array_t<std::int32_t>(0), py::arg("min_tokens") = 0,
+      py::arg("ban_ids") = std::vector<std::uint32_t>{}, py::arg("logprobs") = -1,
+      R"doc(One chunk of generation for the engine's decoding loop (as generate, keyed
+by first_step). history_ids/history_counts: the distinct tokens generated before
+this chunk and their counts (the penalties' history; the context is not
+history). ban_ids cannot be drawn while first_step + i < min_tokens. Returns
+dict(tokens int32, stopped_at_eos) and, with logprobs >= 0, logprobs (one per
+draw, the stopping </s> included), top_ids and top_logprobs (draws x logprobs;
+id -1 where fewer tokens were kept), natural-log, from the distribution each
+draw used.)doc");
 }
 
 }  // namespace aigc::bindings

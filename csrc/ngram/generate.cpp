@@ -7,8 +7,10 @@
 #include <numeric>
 #include <stdexcept>
 #include <string>
+#include <unordered_map>
 
 #include "parallel.hpp"
+#include "sampling/row_common.hpp"
 
 namespace aigc::ngram {
 
@@ -161,15 +163,54 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
 
 // ---------------------------------------------------------------------------
 
-std::vector<std::uint32_t> generate(const Model& model, const TopKIndex* index,
-                                    const std::uint32_t* prompt, std::size_t prompt_len,
-                                    const GenerateOptions& o) {
+namespace {
+
+// Log-probabilities of one draw from the distribution it used: the chosen
+// token's and the `want` most probable kept tokens' (ties by token id).
+void record_logprobs(const float* row, std::int64_t n, const std::uint32_t* ids,
+                     const sampling::SamplingParams& params, std::int32_t pick, int want,
+                     void* scratch, std::vector<float>& probs, std::vector<std::int32_t>& order,
+                     GenerateResult& out) {
+  probs.resize(static_cast<std::size_t>(n));
+  sampling::filter_row(row, n, params, nullptr, 0, scratch, probs.data(), nullptr);
+  out.logprobs.push_back(std::log(probs[static_cast<std::size_t>(pick)]));
+  if (want <= 0) return;
+  auto id_of = [&](std::int32_t i) { return ids ? ids[i] : static_cast<std::uint32_t>(i); };
+  order.clear();
+  for (std::int64_t i = 0; i < n; ++i)
+    if (probs[static_cast<std::size_t>(i)] > 0.0f) order.push_back(static_cast<std::int32_t>(i));
+  const std::size_t k = std::min<std::size_t>(static_cast<std::size_t>(want), order.size());
+  std::partial_sort(order.begin(), order.begin() + static_cast<std::ptrdiff_t>(k), order.end(),
+                    [&](std::int32_t a, std::int32_t b) {
+                      const float pa = probs[static_cast<std::size_t>(a)];
+                      const float pb = probs[static_cast<std::size_t>(b)];
+                      return pa > pb || (pa == pb && id_of(a) < id_of(b));
+                    });
+  for (std::size_t j = 0; j < static_cast<std::size_t>(want); ++j) {
+    if (j < k) {
+      out.top_ids.push_back(static_cast<std::int32_t>(id_of(order[j])));
+      out.top_logprobs.push_back(std::log(probs[static_cast<std::size_t>(order[j])]));
+    } else {
+      out.top_ids.push_back(-1);
+      out.top_logprobs.push_back(-std::numeric_limits<float>::infinity());
+    }
+  }
+}
+
+}  // namespace
+
+GenerateResult generate(const Model& model, const TopKIndex* index, const std::uint32_t* prompt,
+                        std::size_t prompt_len, const GenerateOptions& o) {
   const std::size_t v = model.vocab_size();
   for (std::size_t i = 0; i < prompt_len; ++i)
     if (prompt[i] >= v)
       throw std::out_of_range("prompt id " + std::to_string(prompt[i]) + " at position " +
                               std::to_string(i) + " is outside the vocabulary of " +
                               std::to_string(v) + " words");
+  for (std::size_t i = 0; i < o.history_len; ++i)
+    if (o.history_ids[i] >= v)
+      throw std::out_of_range("history id " + std::to_string(o.history_ids[i]) +
+                              " is outside the vocabulary of " + std::to_string(v) + " words");
   model.prepare();
   State state = o.bos ? model.begin_sentence_state() : model.null_state();
   for (std::size_t i = 0; i < prompt_len; ++i) {
@@ -181,75 +222,108 @@ std::vector<std::uint32_t> generate(const Model& model, const TopKIndex* index,
   }
   const bool use_top_k = o.params.top_k > 0 && static_cast<std::size_t>(o.params.top_k) < v;
   if (use_top_k && !index) throw std::invalid_argument("top-k generation needs a TopKIndex");
-  const bool penalties = o.params.repetition_penalty != 1.0f || o.params.presence_penalty != 0.0f ||
-                         o.params.frequency_penalty != 0.0f;
-  std::vector<std::int32_t> history;
-  if (penalties) history.assign(prompt, prompt + prompt_len);
-  std::vector<std::uint32_t> out;
-  out.reserve(std::min<std::size_t>(o.max_tokens, 1 << 16));
+  const sampling::SamplingParams& p = o.params;
+  const bool penalties = sampling::has_penalties(p);
+  // The draw sees penalised scores, so it runs without the sampler's own penalties.
+  sampling::SamplingParams draw = p;
+  draw.repetition_penalty = 1.0f;
+  draw.presence_penalty = 0.0f;
+  draw.frequency_penalty = 0.0f;
+  // Distinct penalised tokens (sorted, for a candidate order that depends on
+  // the set only) and their counts.
+  std::vector<std::uint32_t> uniq;
+  std::unordered_map<std::uint32_t, std::int32_t> counts;
+  if (penalties) {
+    for (std::size_t i = 0; i < o.history_len; ++i) {
+      if (o.history_counts[i] <= 0) continue;
+      if (counts.emplace(o.history_ids[i], o.history_counts[i]).second)
+        uniq.push_back(o.history_ids[i]);
+    }
+    std::sort(uniq.begin(), uniq.end());
+  }
+  std::vector<std::uint8_t> banned(o.min_tokens > o.first_step ? v : 0, 0);
+  for (std::uint32_t b : o.ban_ids)
+    if (b < banned.size()) banned[b] = 1;
+  const float kNegInf = -std::numeric_limits<float>::infinity();
+  const float kLn10 = 2.302585092994046f;
+  GenerateResult res;
+  res.tokens.reserve(std::min<std::size_t>(o.max_tokens, 1 << 16));
   std::vector<std::uint32_t> cand;
-  std::vector<float> row;
-  std::vector<std::int32_t> local_hist;
+  std::vector<float> row, probs;
+  std::vector<std::int32_t> order;
   std::vector<char> scratch;
   for (std::size_t step = 0; step < o.max_tokens; ++step) {
-    std::uint32_t token;
     const sampling::DrawKey key{o.seed, o.stream, o.first_step + step};
+    const bool ban = o.first_step + step < o.min_tokens && !o.ban_ids.empty();
+    std::size_t n;
+    const std::uint32_t* ids = nullptr;
     if (use_top_k) {
-      std::size_t want = static_cast<std::size_t>(o.params.top_k);
-      std::vector<std::uint32_t> uniq;
-      if (penalties) {
-        uniq.assign(history.begin(), history.end());
-        std::sort(uniq.begin(), uniq.end());
-        uniq.erase(std::unique(uniq.begin(), uniq.end()), uniq.end());
-        want += uniq.size();
-      }
+      // Room for the banned tokens too, so k allowed candidates remain.
+      const std::size_t want = static_cast<std::size_t>(p.top_k) + uniq.size() +
+                               (ban ? o.ban_ids.size() : 0);
       cand.resize(want + uniq.size());
       row.resize(want + uniq.size());
-      std::size_t n = index->top_k(state, want, o.allow_unk, cand.data(), row.data());
+      n = index->top_k(state, want, o.allow_unk, cand.data(), row.data());
       if (penalties) {
         for (std::uint32_t h : uniq) {
           if (h == kBos || (h == kUnk && !o.allow_unk)) continue;
-          if (std::find(cand.begin(), cand.begin() + n, h) != cand.begin() + n) continue;
+          if (std::find(cand.begin(), cand.begin() + static_cast<std::ptrdiff_t>(n), h) !=
+              cand.begin() + static_cast<std::ptrdiff_t>(n))
+            continue;
           State tmp;
           cand[n] = h;
           row[n] = model.score_word(state, h, tmp);
           ++n;
         }
-        local_hist.clear();
-        for (std::int32_t h : history) {
-          auto it = std::find(cand.begin(), cand.begin() + n, static_cast<std::uint32_t>(h));
-          if (it != cand.begin() + n) local_hist.push_back(static_cast<std::int32_t>(it - cand.begin()));
-        }
       }
-      const float kLn10 = 2.302585092994046f;
       for (std::size_t i = 0; i < n; ++i) row[i] *= kLn10;
-      std::size_t need = o.scratch_bytes(static_cast<std::int64_t>(n));
-      if (scratch.size() < need) scratch.resize(need);
-      std::int32_t pick = o.sampler(row.data(), static_cast<std::int64_t>(n), o.params,
-                                    local_hist.data(), static_cast<std::int64_t>(local_hist.size()), key,
-                                    scratch.data());
-      token = cand[static_cast<std::size_t>(pick)];
+      if (penalties)
+        for (std::size_t i = 0; i < n; ++i) {
+          auto it = counts.find(cand[i]);
+          if (it != counts.end())
+            row[i] = sampling::penalised_logit(row[i], it->second, p.repetition_penalty,
+                                               p.presence_penalty, p.frequency_penalty);
+        }
+      if (ban)
+        for (std::size_t i = 0; i < n; ++i)
+          if (cand[i] < banned.size() && banned[cand[i]]) row[i] = kNegInf;
+      ids = cand.data();
     } else {
+      n = v;
       row.resize(v);
       model.next_logprobs(state, row.data());
-      if (!o.allow_unk) row[kUnk] = -std::numeric_limits<float>::infinity();
-      std::size_t need = o.scratch_bytes(static_cast<std::int64_t>(v));
-      if (scratch.size() < need) scratch.resize(need);
-      std::int32_t pick = o.sampler(row.data(), static_cast<std::int64_t>(v), o.params, history.data(),
-                                    static_cast<std::int64_t>(history.size()), key, scratch.data());
-      token = static_cast<std::uint32_t>(pick);
+      if (!o.allow_unk) row[kUnk] = kNegInf;
+      for (const auto& [tok, c] : counts)
+        row[tok] = sampling::penalised_logit(row[tok], c, p.repetition_penalty, p.presence_penalty,
+                                             p.frequency_penalty);
+      if (ban)
+        for (std::uint32_t b : o.ban_ids)
+          if (b < v) row[b] = kNegInf;
     }
-    if (token == kEos) {
-      if (o.stop_at_eos) break;
-      out.push_back(token);
+    const std::int64_t len = static_cast<std::int64_t>(n);
+    const std::size_t need = o.scratch_bytes(len);
+    if (scratch.size() < need) scratch.resize(need);
+    const std::int32_t pick = o.sampler(row.data(), len, draw, nullptr, 0, key, scratch.data());
+    const std::uint32_t token = ids ? ids[pick] : static_cast<std::uint32_t>(pick);
+    if (o.logprobs >= 0)
+      record_logprobs(row.data(), len, ids, draw, pick, o.logprobs, scratch.data(), probs, order,
+                      res);
+    if (token == kEos && o.stop_at_eos) {
+      res.stopped_at_eos = true;
+      break;
+    }
+    res.tokens.push_back(token);
+    if (token == kEos)
       state = model.begin_sentence_state();
-    } else {
-      out.push_back(token);
+    else
       model.advance(state, token);
+    if (penalties) {
+      auto [it, fresh] = counts.emplace(token, 0);
+      ++it->second;
+      if (fresh) uniq.insert(std::lower_bound(uniq.begin(), uniq.end(), token), token);
     }
-    if (penalties) history.push_back(static_cast<std::int32_t>(token));
   }
-  return out;
+  return res;
 }
 
 }  // namespace aigc::ngram

@@ -53,18 +53,41 @@ struct GenerateOptions {
   bool bos = true;          // the context starts with <s>
   bool stop_at_eos = true;  // stop at </s> (not returned); else </s> is returned and a new sentence begins
   bool allow_unk = false;   // may <unk> be generated
+  // Penalty history: distinct token ids and how often each was generated
+  // before this call (both of history_len entries; may be null when 0). The
+  // tokens this call draws are added as it goes. The prompt is not history.
+  const std::uint32_t* history_ids = nullptr;
+  const std::int32_t* history_counts = nullptr;
+  std::size_t history_len = 0;
+  // Token ids that cannot be drawn while first_step + i < min_tokens.
+  std::size_t min_tokens = 0;
+  std::vector<std::uint32_t> ban_ids;
+  // >= 0: also report each draw's log-probability and its `logprobs` most
+  // probable alternatives, from the distribution the draw used.
+  int logprobs = -1;
   // The shared sampler (csrc/sampling), so sampling options mean the same as
   // in every other text generator; replaceable for tests.
   RowSampler sampler = &sampling::sample_row;
   ScratchBytes scratch_bytes = &sampling::scratch_bytes;
 };
 
-// Generates after the prompt ids (a </s> in the prompt starts a new sentence). With params.top_k in (0, vocab) the row is
-// the exact top-k candidates (plus, when a penalty is on, the top-(k+|H|)
-// and the history tokens H, so penalties see every token that could enter
-// the top k); otherwise the full distribution. `index` is needed for top-k.
-std::vector<std::uint32_t> generate(const Model& model, const TopKIndex* index,
-                                    const std::uint32_t* prompt, std::size_t prompt_len,
-                                    const GenerateOptions& options);
+struct GenerateResult {
+  std::vector<std::uint32_t> tokens;
+  bool stopped_at_eos = false;  // the last draw was </s> and stop_at_eos ended the call
+  // With logprobs >= 0: one entry per draw (the stopping </s> included), and
+  // `logprobs` alternatives per draw (id -1 / -inf where fewer were kept).
+  std::vector<float> logprobs;
+  std::vector<std::int32_t> top_ids;
+  std::vector<float> top_logprobs;
+};
+
+// Generates after the prompt ids (a </s> in the prompt starts a new sentence).
+// With params.top_k in (0, vocab) the row is the exact top-k candidates (plus,
+// when a penalty is on, the top-(k+|H|) and the history tokens H, so penalties
+// see every token that could enter the top k); otherwise the full
+// distribution. `index` is needed for top-k. Penalties are applied to the row
+// (sampling::penalised_logit) before the draw.
+GenerateResult generate(const Model& model, const TopKIndex* index, const std::uint32_t* prompt,
+                        std::size_t prompt_len, const GenerateOptions& options);
 
 }  // namespace aigc::ngram

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -15,13 +15,14 @@ from aigc_engine.plugin_api import (
     Manifest,
     Progress,
     TextDataset,
-    TextGenerator,
-    TextRequest,
-    TextResult,
+    TokenModel,
+    TokenTextGenerator,
+    text_metrics,
 )
 
+from .tokens import NgramTokenModel
+
 MODEL_FILE = "model.bin"
-SPACE_TOKEN = "\u2581"  # the core's token for whitespace in char mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,12 +63,16 @@ class NgramConfig(GeneratorConfig):
             raise ConfigError(f"threads must be >= 0 (0 = all cores), got {self.threads}")
 
 
-class NgramGenerator(TextGenerator):
+class NgramGenerator(TokenTextGenerator):
     """An n-gram language model that estimates, scores and generates text.
 
-    Generated texts are the prompt followed by the continuation (words joined
-    by single spaces in word mode, characters concatenated in char mode).
-    Words the model does not know are scored and conditioned on as ``<unk>``.
+    Completions are words joined by single spaces (word mode; the first one
+    after a prompt that does not end a line starts with a space) or characters
+    (char mode); ``</s>``, generated when ``stop_at_eos`` is off, is a line
+    break, and a line break in the prompt ends a sentence. Words the model does
+    not know are scored and conditioned on as ``<unk>``, which is never
+    generated. Generation runs in the C++ core, in chunks, through the engine's
+    decoding loop.
     """
 
     name: ClassVar[str] = "ngram"
@@ -77,6 +82,7 @@ class NgramGenerator(TextGenerator):
     def __init__(self, config: GeneratorConfig | None = None, **options: Any) -> None:
         super().__init__(config, **options)
         self.model: NgramModel | None = None
+        self._token_model: NgramTokenModel | None = None
 
     @property
     def cfg(self) -> NgramConfig:
@@ -90,7 +96,7 @@ class NgramGenerator(TextGenerator):
     @property
     def lm(self) -> NgramModel:
         """The compiled model (after fit or load)."""
-        self._require_trained("use")
+        self.require_trained("use")
         assert self.model is not None
         return self.model
 
@@ -111,61 +117,39 @@ class NgramGenerator(TextGenerator):
         return dict(self.metrics)
 
     def evaluate(self, data: Any) -> dict[str, Any]:
-        """Perplexity including and excluding OOVs, as KenLM's ``query`` reports them."""
-        stats = self.lm.perplexity(_source(self._text(data)), threads=self.cfg.threads)
-        return dict(stats)
+        """Bits per byte and nats per token (the metrics every text generator reports),
+        and perplexity including and excluding OOVs as KenLM's ``query`` reports them.
+
+        Every line is scored with ``</s>`` at its end (a token of the count, as
+        in KenLM); out-of-vocabulary words are scored as ``<unk>`` (KenLM's
+        "including OOVs"), so they cost the unigram probability of ``<unk>``
+        rather than their spelling: a word model's bits per byte flatters it on
+        text with many unknown words (see ``oov``).
+        """
+        dataset = self._text(data)
+        stats = dict(self.lm.perplexity(_source(dataset), threads=self.cfg.threads))
+        nats = -float(stats["log10_prob"]) * math.log(10.0)
+        size = sum(len(line.encode("utf-8")) + 1 for line in dataset.lines())
+        return {**text_metrics(nats=nats, tokens=int(stats["tokens"]), text_bytes=size),
+                **stats}
 
     def score(self, sentence: str, *, bos: bool = True, eos: bool = True) -> float:
         """log10 probability of one sentence (``kenlm.Model.score`` semantics)."""
         return float(self.lm.score(sentence, bos=bos, eos=eos))
 
     def _text(self, data: Any) -> TextDataset:
-        dataset = self._dataset(data)
+        dataset = self.dataset(data)
         if not isinstance(dataset, TextDataset):
             raise ConfigError(f"the ngram generator needs text data, got {type(dataset).__name__}")
         return dataset
 
     # -- generation ----------------------------------------------------------------
-    def _continuation(self, request: TextRequest, index: int) -> list[str]:
-        params = request.sampling
-        assert request.seed is not None
-        ids = self.lm.generate(
-            self.lm.tokenize(request.prompt), request.max_tokens,
-            temperature=params.temperature, top_k=params.top_k, top_p=params.top_p,
-            min_p=params.min_p, repetition_penalty=params.repetition_penalty,
-            presence_penalty=params.presence_penalty, frequency_penalty=params.frequency_penalty,
-            seed=request.seed, stream=index, stop_at_eos=request.stop_at_eos)
-        return [self.lm.word(int(i)) for i in ids]
-
-    def _pieces(self, request: TextRequest, index: int) -> Iterator[str]:
-        """The prompt, then each generated token as it will appear in the text.
-
-        Word mode puts one space between words; ``</s>`` (generated when
-        ``stop_at_eos`` is off) becomes a line break; char mode shows the core's
-        whitespace token as a space.
-        """
-        char = self.lm.mode == "char"
-        at_line_start = not request.prompt or request.prompt.endswith("\n")
-        if request.prompt:
-            yield request.prompt
-        for word in self._continuation(request, index):
-            if word == "</s>":
-                at_line_start = True
-                yield "\n"
-            elif char:
-                yield " " if word == SPACE_TOKEN else word
-            else:
-                yield word if at_line_start else " " + word
-                at_line_start = False
-
-    def _generate(self, request: TextRequest) -> TextResult:
-        texts = ["".join(self._pieces(request, i)) for i in range(request.n)]
-        return TextResult(texts=texts, request=request)
-
-    def _stream(self, request: TextRequest) -> Iterator[str]:
-        # The core generates a whole continuation in microseconds; its tokens are
-        # yielded one by one so a terminal shows them as they come.
-        yield from self._pieces(request, 0)
+    def token_model(self) -> TokenModel:
+        """The model as the engine's decoding loop drives it (built once per model)."""
+        lm = self.lm
+        if self._token_model is None or self._token_model.lm is not lm:
+            self._token_model = NgramTokenModel(lm)
+        return self._token_model
 
     # -- files -----------------------------------------------------------------------
     def _save_payload(self, directory: Path) -> None:

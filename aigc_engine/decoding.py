@@ -1,0 +1,608 @@
+"""The one token loop of every text generator.
+
+A text generator that works on tokens gives the engine a :class:`TokenModel`:
+a tokenizer and two batched calls, ``prefill`` (prompts -> next-token logits
+and a state) and ``step`` (one token per row -> logits and the new state). The
+engine runs everything else here, once:
+
+* all ``n`` samples of a request advance together as one batch; sample ``i``
+  draws step ``t`` with the key ``(seed, stream=i, step=t)`` through the shared
+  sampler, so a text depends on its own key only (not on ``n``, the batch
+  layout or the thread count);
+* penalties keep per-sequence counts incrementally (distinct tokens and their
+  counts; a step costs the same after 10 or 10,000 tokens);
+* stop rules: ``max_tokens``, the tokenizer's end-of-text (``stop_at_eos``),
+  ``stop`` strings matched on the detokenised text across token boundaries
+  (excluded from the text, as OpenAI does), ``stop_token_ids``, and
+  ``min_tokens`` (end-of-text and stop tokens are banned, stop strings not
+  checked, before that many tokens);
+* per sample: the completion text (the prompt too with ``echo``), token ids,
+  finish reason (``"stop"`` or ``"length"``), optional log-probabilities;
+  ``usage`` for the request;
+* incremental detokenisation (a character split over byte tokens is emitted
+  once complete) and streaming events (:class:`TextEvent`) for every sample.
+
+Penalties count the tokens of the completion (not the prompt), as OpenAI's
+presence and frequency penalties do. **Log-probabilities** are those of the
+distribution the draw used: after penalties, temperature, top-k, top-p and
+min-p (``aigc_engine.sampling.filter_probs`` of the same row), so a token
+outside the kept set has ``-inf`` and the alternatives are the most probable
+kept tokens (fewer than asked when fewer are kept; a greedy draw has
+probability 1). vLLM's default reports the raw model distribution instead, and
+OpenAI's API the model's before sampling filters.
+
+Tokens that end a sample (end-of-text, a stop token id) are counted in
+``usage.completion_tokens`` (they were generated) but are not part of
+``token_ids`` or the text.
+
+Models that sample faster themselves (the n-gram model in C++) may implement
+:meth:`TokenModel.sample_ahead`: the loop then asks for chunks of tokens
+drawn with the same keys and semantics, and does all the rest as above. Chunks
+start small and grow while they stay short, so output streams at once and a
+Ctrl-C is seen within milliseconds.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import math
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import sampling as _sampling
+from .errors import ConfigError
+from .generator import (
+    Completion,
+    SamplingParams,
+    TextDone,
+    TextEvent,
+    TextRequest,
+    TextGenerator,
+    TextResult,
+    TokenLogprob,
+    Usage,
+)
+from .tokenizers import Decoder, Tokenizer
+
+__all__ = [
+    "AheadChunk",
+    "DecodeBatch",
+    "Sequence_",
+    "TokenModel",
+    "TokenTextGenerator",
+    "decode",
+    "decode_events",
+    "text_metrics",
+]
+
+_FLOAT_MAX = np.float32(np.finfo(np.float32).max)
+_NO_IDS = np.zeros(0, dtype=np.uint32)
+_NO_COUNTS = np.zeros(0, dtype=np.int32)
+_NEG_INF = np.float32(-np.inf)
+#: Longest chunk asked from sample_ahead, and the time a chunk should take at most.
+_AHEAD_MAX = 4096
+_AHEAD_SECONDS = 0.02
+
+
+#: What DecodeBatch.step returns per drawn token: the sequence, the text it
+#: released, the token, and the finish reason if it ended the sequence.
+Step = tuple["Sequence_", str, int, "str | None"]
+
+
+@dataclasses.dataclass
+class AheadChunk:
+    """Tokens drawn by :meth:`TokenModel.sample_ahead`, with optional log-probabilities.
+
+    ``tokens`` holds up to the requested count; fewer means the last drawn token
+    was the end-of-text (not included) and the sample stopped there.
+    ``logprobs`` (float32, one per token, the end-of-text draw included when it
+    stopped), ``top_ids`` and ``top_logprobs`` (``(rows, N)``) are set when
+    asked for.
+    """
+
+    tokens: np.ndarray
+    stopped_at_eos: bool = False
+    logprobs: np.ndarray | None = None
+    top_ids: np.ndarray | None = None
+    top_logprobs: np.ndarray | None = None
+
+
+class TokenModel:
+    """What a token-level text generator gives the engine's loop.
+
+    Logits are ``(rows, vocab)`` float32 numpy arrays or torch tensors (CPU
+    tensors are read without a copy; CUDA tensors are sampled on the device by
+    ``torch.ops.aigc.sample``). The loop may modify returned logits in place.
+    Tokens passed to :meth:`step` are an int64 numpy array, one per row.
+    """
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        """The tokenizer of prompts and outputs."""
+        raise NotImplementedError
+
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        """Logits of the next token after each prompt, and the batch's state.
+
+        A prompt may be empty: a model that needs a start token adds its own.
+        """
+        raise NotImplementedError
+
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[Any, Any]:
+        """Feed one token per row; the logits of the next token and the new state."""
+        raise NotImplementedError
+
+    def select(self, state: Any, rows: np.ndarray) -> Any:
+        """The state of some rows only (indices into the batch, ascending)."""
+        return state
+
+    def concat(self, states: Sequence[Any]) -> Any:
+        """The state of batches joined in order (for requests joining a running batch)."""
+        raise NotImplementedError(f"{type(self).__name__} cannot join batches")
+
+    #: Set to True by a model that implements :meth:`sample_ahead`.
+    samples_ahead: bool = False
+
+    def sample_ahead(self, context: Sequence[int], history: tuple[np.ndarray, np.ndarray], *,
+                     params: SamplingParams, seed: int, stream: int, first_step: int,
+                     count: int, min_tokens: int, stop_at_eos: bool, ban_ids: Sequence[int],
+                     logprobs: int | None) -> AheadChunk:
+        """Draw up to ``count`` tokens after ``context`` (prompt + completion so far).
+
+        Token ``j`` of the chunk is drawn with the key ``(seed, stream,
+        first_step + j)``, penalties over ``history`` (the completion's distinct
+        ids and their counts) and the tokens drawn since, ``ban_ids`` impossible while ``first_step + j <
+        min_tokens``; with ``stop_at_eos`` the chunk ends at an end-of-text
+        (reported by ``stopped_at_eos``; the end-of-text is not in ``tokens``).
+        ``logprobs``: as the loop reports them (see the module docstring).
+        """
+        raise NotImplementedError
+
+
+class Sequence_:
+    """One sample being decoded: its tokens, counts, text and what it has emitted."""
+
+    def __init__(self, request: TextRequest, index: int, prompt_ids: list[int],
+                 tokenizer: Tokenizer) -> None:
+        self.request = request
+        self.index = index
+        self.seed = int(request.seed) if request.seed is not None else 0
+        self.prompt_ids = prompt_ids
+        self.ids: list[int] = []
+        self.drawn = 0
+        self.finish: str | None = None
+        self.text = ""
+        self.emitted = 0
+        self.logprobs: list[TokenLogprob] | None = [] if request.logprobs is not None else None
+        self._decoder: Decoder = tokenizer.decoder(request.prompt)
+        self._eos = tokenizer.eos_id
+        self._stop_ids = frozenset(request.stop_token_ids)
+        self._stops = request.stop
+        self._longest_stop = max((len(s) for s in self._stops), default=0)
+        sp = request.sampling
+        self.penalised = (sp.repetition_penalty != 1.0 or sp.presence_penalty != 0.0
+                          or sp.frequency_penalty != 0.0)
+        # Distinct tokens in order of first use, and the count of each (dense).
+        self._seen = np.empty(16, dtype=np.int64)
+        self.n_seen = 0
+        self._counts = np.zeros(tokenizer.vocab_size, dtype=np.int32) if self.penalised else None
+        self.draw_params = dataclasses.replace(
+            sp, repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0)
+
+    # -- what the sampler needs ----------------------------------------------------
+    def ban_ids(self) -> list[int]:
+        """The ids banned before ``min_tokens``: end-of-text (when it stops) and stop ids."""
+        out = sorted(self._stop_ids)
+        if self._eos is not None and self.request.stop_at_eos and self._eos not in self._stop_ids:
+            out.append(self._eos)
+        return out
+
+    def banned(self) -> list[int]:
+        """Token ids that must not be drawn now (end-of-text, stop ids before min_tokens)."""
+        if self.drawn >= self.request.min_tokens:
+            return []
+        return self.ban_ids()
+
+    def penalise(self, row: np.ndarray) -> None:
+        """Apply this sequence's penalties to its logits row in place (float32)."""
+        if not self.penalised or self.n_seen == 0:
+            return
+        assert self._counts is not None
+        ids = self._seen[:self.n_seen]
+        sp = self.request.sampling
+        x = row[ids]
+        if sp.repetition_penalty != 1.0:
+            r = np.float32(sp.repetition_penalty)
+            x = np.where(x > 0, x / r, x * r).astype(np.float32, copy=False)
+        c = self._counts[ids].astype(np.float32)
+        x = x - c * np.float32(sp.frequency_penalty) - np.float32(sp.presence_penalty)
+        row[ids] = np.minimum(x, _FLOAT_MAX)
+
+    def penalty_history(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct tokens of the completion and their counts (uint32, int32);
+        empty when no penalty is on."""
+        if self._counts is None:
+            return _NO_IDS, _NO_COUNTS
+        ids = self._seen[:self.n_seen]
+        return ids.astype(np.uint32), self._counts[ids]
+
+    # -- accepting drawn tokens ----------------------------------------------------------
+    def accept(self, token: int, logprob: TokenLogprob | None = None) -> str:
+        """Record one drawn token; returns the text it releases. Sets ``finish`` when done."""
+        self.drawn += 1
+        if self.logprobs is not None and logprob is not None:
+            self.logprobs.append(logprob)
+        req = self.request
+        ends = (token == self._eos and req.stop_at_eos) or token in self._stop_ids
+        if ends and self.drawn > req.min_tokens:
+            if self.logprobs is not None and self.logprobs:
+                self.logprobs.pop()  # the log-probabilities follow token_ids
+            return self._end("stop")
+        self.ids.append(token)
+        if self.penalised:
+            assert self._counts is not None
+            if self._counts[token] == 0:
+                if self.n_seen == len(self._seen):
+                    self._seen = np.concatenate([self._seen, np.empty_like(self._seen)])
+                self._seen[self.n_seen] = token
+                self.n_seen += 1
+            self._counts[token] += 1
+        piece = self._decoder.push(token)
+        if piece:
+            self.text += piece
+            if self._stops and self.drawn >= req.min_tokens and self._find_stop(len(piece)):
+                return self._end("stop", flush=False)
+        if self.drawn >= req.max_tokens:
+            return self._end("length")
+        return self._release()
+
+    def _find_stop(self, added: int) -> bool:
+        start = max(0, len(self.text) - added - self._longest_stop + 1)
+        best = -1
+        for s in self._stops:
+            p = self.text.find(s, start)
+            if p >= 0 and (best < 0 or p < best):
+                best = p
+        if best < 0:
+            return False
+        self.text = self.text[:best]
+        return True
+
+    def _release(self) -> str:
+        """Emit what no stop string can still claim."""
+        safe = len(self.text)
+        if self._stops:
+            safe -= _held_back(self.text, self._stops, self._longest_stop)
+        if safe <= self.emitted:
+            return ""
+        out = self.text[self.emitted:safe]
+        self.emitted = safe
+        return out
+
+    def _end(self, reason: str, *, flush: bool = True) -> str:
+        if flush:
+            tail = self._decoder.flush()
+            if tail:
+                self.text += tail
+                if self._stops and self.drawn >= self.request.min_tokens:
+                    self._find_stop(len(tail))
+        self.finish = reason
+        out = self.text[self.emitted:]
+        self.emitted = len(self.text)
+        return out
+
+    def completion(self) -> Completion:
+        """The finished sample."""
+        assert self.finish is not None
+        prefix = self.request.prompt if self.request.echo else ""
+        return Completion(index=self.index, text=prefix + self.text, token_ids=list(self.ids),
+                          finish_reason=self.finish, logprobs=self.logprobs)
+
+
+def _held_back(text: str, stops: Sequence[str], longest: int) -> int:
+    """Length of the longest suffix of ``text`` that is a proper prefix of a stop string."""
+    for k in range(min(longest - 1, len(text)), 0, -1):
+        tail = text[-k:]
+        if any(s.startswith(tail) for s in stops):
+            return k
+    return 0
+
+
+def _as_numpy(logits: Any) -> tuple[np.ndarray | None, Any]:
+    """A float32 C-contiguous numpy view of CPU logits, or (None, tensor) for CUDA tensors."""
+    if isinstance(logits, np.ndarray):
+        if logits.dtype != np.float32 or not logits.flags.c_contiguous:
+            logits = np.ascontiguousarray(logits, dtype=np.float32)
+        return logits, None
+    device = getattr(logits, "device", None)
+    if device is not None and getattr(device, "type", "cpu") != "cpu":
+        return None, logits
+    if hasattr(logits, "detach"):
+        t = logits.detach()
+        if t.dtype.is_floating_point and str(t.dtype) != "torch.float32":
+            t = t.float()
+        return np.ascontiguousarray(t.contiguous().numpy(), dtype=np.float32), None
+    return np.ascontiguousarray(logits, dtype=np.float32), None
+
+
+class DecodeBatch:
+    """Sequences of any number of requests, decoded together on one model.
+
+    ``add`` starts a request's samples (they join at the next step); ``step``
+    advances every running sequence by one token (or a chunk, for models that
+    sample ahead) and returns the events; finished sequences leave the batch.
+    A sequence's tokens never depend on the other sequences in the batch.
+    """
+
+    def __init__(self, model: TokenModel, *, threads: int = 1) -> None:
+        self.model = model
+        self.tokenizer = model.tokenizer
+        self.threads = threads
+        self.running: list[Sequence_] = []
+        self._pending: list[Sequence_] = []
+        self._state: Any = None
+        self._logits: np.ndarray | Any = None
+        self._chunk: dict[int, int] = {}
+
+    def add(self, request: TextRequest) -> list[Sequence_]:
+        """Start the ``n`` samples of a seeded request; returns them (in sample order)."""
+        if request.seed is None:
+            raise ConfigError("DecodeBatch.add needs a seeded request (use request.with_seed())")
+        prompt_ids = self.tokenizer.encode(request.prompt)
+        vocab = self.tokenizer.vocab_size
+        bad = [t for t in request.stop_token_ids if not 0 <= t < vocab]
+        if bad:
+            raise ConfigError(
+                f"stop_token_ids {bad} are outside the vocabulary of {vocab} tokens")
+        seqs = [Sequence_(request, i, prompt_ids, self.tokenizer) for i in range(request.n)]
+        self._pending.extend(seqs)
+        return seqs
+
+    @property
+    def done(self) -> bool:
+        """Whether no sequence is running or waiting."""
+        return not self.running and not self._pending
+
+    def step(self) -> list[Step]:
+        """Advance every sequence; returns ``(sequence, text released, token, finish
+        reason or None)`` for each drawn token."""
+        if self.model.samples_ahead:
+            self.running.extend(self._pending)
+            self._pending = []
+            return self._step_ahead()
+        self._join()
+        if not self.running:
+            return []
+        out: list[Step] = []
+        tokens = self._draw(out)
+        keep = np.array([i for i, s in enumerate(self.running) if s.finish is None],
+                        dtype=np.int64)
+        if len(keep) < len(self.running):
+            self.running = [self.running[i] for i in keep]
+            if not self.running:
+                self._state = self._logits = None
+                return out
+            self._state = self.model.select(self._state, keep)
+            tokens = tokens[keep]
+        self._logits, self._state = self.model.step(tokens, self._state)
+        return out
+
+    def _join(self) -> None:
+        if not self._pending:
+            return
+        new, self._pending = self._pending, []
+        logits, state = self.model.prefill([s.prompt_ids for s in new])
+        if self.running:
+            self._state = self.model.concat([self._state, state])
+            self._logits = _concat_logits(self._logits, logits)
+        else:
+            self._state, self._logits = state, logits
+        self.running.extend(new)
+
+    def _draw(self, out: list[Step]) -> np.ndarray:
+        seqs = self.running
+        rows, device_logits = _as_numpy(self._logits)
+        if rows is None:
+            return self._draw_torch(device_logits, out)
+        b, v = rows.shape
+        if b != len(seqs) or v != self.tokenizer.vocab_size:
+            raise ConfigError(
+                f"{type(self.model).__name__} returned logits of shape {rows.shape} for "
+                f"{len(seqs)} sequences and a vocabulary of {self.tokenizer.vocab_size}")
+        if not rows.flags.writeable:
+            rows = rows.copy()
+        for r, s in enumerate(seqs):
+            banned = s.banned()
+            if banned:
+                rows[r, banned] = _NEG_INF
+            s.penalise(rows[r])
+        params = [s.draw_params for s in seqs]
+        tokens = _sampling.sample(
+            rows, params, seed=np.array([s.seed for s in seqs], dtype=np.uint64),
+            stream=np.array([s.index for s in seqs], dtype=np.uint64),
+            step=np.array([s.drawn for s in seqs], dtype=np.uint64), threads=self.threads)
+        want = [r for r, s in enumerate(seqs) if s.logprobs is not None]
+        lps = _logprobs(rows, tokens, seqs, want, self.threads) if want else {}
+        for r, s in enumerate(seqs):
+            t = int(tokens[r])
+            out.append((s, s.accept(t, lps.get(r)), t, s.finish))
+        return tokens.astype(np.int64)
+
+    def _draw_torch(self, logits: Any, out: list[Step]
+                    ) -> np.ndarray:
+        import torch
+
+        from . import ops
+
+        seqs = self.running
+        x = logits.detach().float().clone()
+        for r, s in enumerate(seqs):
+            banned = s.banned()
+            if banned:
+                x[r, banned] = float("-inf")
+            if s.penalised and s.n_seen:
+                row = x[r].cpu().numpy()
+                s.penalise(row)
+                x[r] = torch.from_numpy(row).to(x.device)
+        params = [s.draw_params for s in seqs]
+        dev = x.device
+        tokens_t = ops.sample(
+            x, params,
+            seed=torch.tensor([s.seed for s in seqs], dtype=torch.int64, device=dev),
+            stream=torch.tensor([s.index for s in seqs], dtype=torch.int64, device=dev),
+            step=torch.tensor([s.drawn for s in seqs], dtype=torch.int64, device=dev))
+        tokens = tokens_t.cpu().numpy().astype(np.int32)
+        want = [r for r, s in enumerate(seqs) if s.logprobs is not None]
+        lps = _logprobs(x[want].cpu().numpy(), tokens[want], [seqs[r] for r in want],
+                        list(range(len(want))), self.threads) if want else {}
+        lps = {want[k]: v for k, v in lps.items()}
+        for r, s in enumerate(seqs):
+            t = int(tokens[r])
+            out.append((s, s.accept(t, lps.get(r)), t, s.finish))
+        return tokens.astype(np.int64)
+
+    def _step_ahead(self) -> list[Step]:
+        out: list[Step] = []
+        for s in self.running:
+            self._advance_ahead(s, out)
+        self.running = [s for s in self.running if s.finish is None]
+        return out
+
+    def _advance_ahead(self, s: Sequence_, out: list[Step]
+                       ) -> None:
+        req = s.request
+        key = id(s)
+        count = min(self._chunk.get(key, 8), req.max_tokens - s.drawn)
+        start = time.perf_counter()
+        chunk = self.model.sample_ahead(
+            s.prompt_ids + s.ids, s.penalty_history(), params=req.sampling, seed=s.seed,
+            stream=s.index, first_step=s.drawn, count=count, min_tokens=req.min_tokens,
+            stop_at_eos=req.stop_at_eos, ban_ids=s.ban_ids(), logprobs=req.logprobs)
+        took = time.perf_counter() - start
+        if took < _AHEAD_SECONDS / 2:
+            self._chunk[key] = min(_AHEAD_MAX, count * 2)
+        elif took > _AHEAD_SECONDS:
+            self._chunk[key] = max(8, count // 2)
+        toks = chunk.tokens
+        eos = self.tokenizer.eos_id
+        n = len(toks)
+        for j in range(n + (1 if chunk.stopped_at_eos else 0)):
+            t = int(toks[j]) if j < n else int(eos if eos is not None else -1)
+            lp = _ahead_logprob(chunk, j, t) if s.logprobs is not None else None
+            out.append((s, s.accept(t, lp), t, s.finish))
+            if s.finish is not None:
+                self._chunk.pop(key, None)
+                return
+
+
+def _ahead_logprob(chunk: AheadChunk, j: int, token: int) -> TokenLogprob | None:
+    if chunk.logprobs is None:
+        return None
+    top: tuple[tuple[int, float], ...] = ()
+    if chunk.top_ids is not None and chunk.top_logprobs is not None:
+        top = tuple((int(i), float(lp)) for i, lp in zip(chunk.top_ids[j], chunk.top_logprobs[j],
+                                                         strict=True) if i >= 0)
+    return TokenLogprob(token, float(chunk.logprobs[j]), top)
+
+
+def _logprobs(rows: np.ndarray, tokens: np.ndarray, seqs: Sequence[Sequence_],
+              want: list[int], threads: int) -> dict[int, TokenLogprob]:
+    """Log-probabilities from the distribution each draw used (filter_probs of the row)."""
+    sub = np.ascontiguousarray(rows[want])
+    probs = _sampling.filter_probs(sub, [seqs[r].draw_params for r in want], threads=threads)
+    out = {}
+    with np.errstate(divide="ignore"):
+        logp = np.log(probs)
+    for k, r in enumerate(want):
+        n = seqs[r].request.logprobs or 0
+        row = logp[k]
+        t = int(tokens[r])
+        top: tuple[tuple[int, float], ...] = ()
+        if n > 0:
+            idx = np.argpartition(-row, min(n, len(row) - 1))[:n] if n < len(row) else \
+                np.arange(len(row))
+            idx = idx[np.isfinite(row[idx])]
+            idx = idx[np.lexsort((idx, -row[idx]))]
+            top = tuple((int(i), float(row[i])) for i in idx)
+        out[r] = TokenLogprob(t, float(row[t]), top)
+    return out
+
+
+def _concat_logits(a: Any, b: Any) -> Any:
+    if isinstance(a, np.ndarray) and isinstance(b, np.ndarray):
+        return np.concatenate([a, b])
+    import torch
+
+    return torch.cat([a, b])
+
+
+def _result(request: TextRequest, seqs: Sequence[Sequence_], prompt_tokens: int) -> TextResult:
+    completions = [s.completion() for s in seqs]
+    usage = Usage(prompt_tokens=prompt_tokens, completion_tokens=sum(s.drawn for s in seqs))
+    return TextResult(texts=[c.text for c in completions], request=request,
+                      choices=completions, usage=usage)
+
+
+def decode(model: TokenModel, request: TextRequest, *, threads: int = 1) -> TextResult:
+    """Run a seeded request to the end; the result of every sample."""
+    batch = DecodeBatch(model, threads=threads)
+    seqs = batch.add(request)
+    while not batch.done:
+        batch.step()
+    return _result(request, seqs, len(seqs[0].prompt_ids))
+
+
+def decode_events(model: TokenModel, request: TextRequest, *, threads: int = 1
+                  ) -> Iterator[TextEvent | TextDone]:
+    """Run a seeded request, yielding a :class:`TextEvent` per drawn token of every
+    sample (and a last one per sample with its finish reason), then :class:`TextDone`
+    with the same result :func:`decode` returns."""
+    batch = DecodeBatch(model, threads=threads)
+    seqs = batch.add(request)
+    if request.echo and request.prompt:
+        for s in seqs:
+            yield TextEvent(index=s.index, text=request.prompt)
+    while not batch.done:
+        for s, text, token, finish in batch.step():
+            yield TextEvent(index=s.index, text=text, token_id=token, finish_reason=finish)
+    yield TextDone(_result(request, seqs, len(seqs[0].prompt_ids)))
+
+
+class TokenTextGenerator(TextGenerator):
+    """Base class of text generators that work on tokens.
+
+    A subclass implements :meth:`token_model`; generation, streaming, stop
+    rules, penalties, log-probabilities and usage come from this module's
+    loop, the same for every such generator.
+    """
+
+    #: Sampler threads over the rows of a batch (results do not depend on it).
+    sampler_threads: int = 1
+
+    @abc.abstractmethod
+    def token_model(self) -> TokenModel:
+        """The model the loop drives (after fit or load)."""
+
+    def _generate(self, request: TextRequest) -> TextResult:
+        return decode(self.token_model(), request, threads=self.sampler_threads)
+
+    def _events(self, request: TextRequest) -> Iterator[TextEvent | TextDone]:
+        return decode_events(self.token_model(), request, threads=self.sampler_threads)
+
+
+def text_metrics(*, nats: float, tokens: int, text_bytes: int) -> dict[str, Any]:
+    """The metrics every text generator's ``evaluate`` reports, from the total
+    negative log-likelihood in nats of a text of ``text_bytes`` UTF-8 bytes
+    scored as ``tokens`` predictions: ``bits_per_byte`` (comparable across
+    tokenizers), ``nats_per_token``, ``perplexity`` (per token), ``tokens``,
+    ``bytes``."""
+    if tokens <= 0 or text_bytes <= 0:
+        raise ConfigError(f"nothing to evaluate: {tokens} tokens in {text_bytes} bytes")
+    return {"bits_per_byte": nats / math.log(2.0) / text_bytes,
+            "nats_per_token": nats / tokens,
+            "perplexity": math.exp(nats / tokens) if nats / tokens < 700 else math.inf,
+            "tokens": tokens, "bytes": text_bytes}
