@@ -19,7 +19,15 @@ import click
 from . import __version__
 from .engine import Engine
 from .errors import AigcError
-from .generator import Generator, ImageGenerator, TextGenerator, TextRequest
+from .generator import (
+    MAX_TOKENS,
+    Generator,
+    ImageGenerator,
+    TextDone,
+    TextGenerator,
+    TextRequest,
+    TextResult,
+)
 from .progress import console_progress
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -71,6 +79,7 @@ class AigcGroup(click.Group):
             _fail(exc)
         except KeyboardInterrupt:
             click.echo("aigc: interrupted", err=True)
+            sys.stdout.flush()
             sys.exit(130)
         except (click.ClickException, click.exceptions.Exit, click.Abort):
             raise
@@ -200,16 +209,71 @@ def _image_out(gen: Generator[Any], result: Any, out: Path | None) -> None:
         click.echo(f"wrote {written}", err=True)
 
 
+def _print_logprobs(gen: TextGenerator, result: TextResult) -> None:
+    tokenizer = getattr(gen, "token_model", None)
+    tok = tokenizer().tokenizer if callable(tokenizer) else None
+
+    def name(i: int) -> str:
+        return repr(tok.token_text(i)) if tok is not None else str(i)
+
+    for c in result.choices:
+        if c.logprobs is None:
+            continue
+        click.echo(f"-- logprobs of sample {c.index} (natural log, of the distribution drawn "
+                   "from)", err=True)
+        for lp in c.logprobs:
+            alts = "  ".join(f"{name(i)} {v:.4f}" for i, v in lp.top)
+            click.echo(f"{name(lp.token_id):>16} {lp.logprob:9.4f}   {alts}", err=True)
+
+
+def _result_json(result: TextResult) -> dict[str, Any]:
+    return {
+        "texts": result.texts,
+        "seed": result.request.seed,
+        "choices": [{"index": c.index, "text": c.text, "token_ids": c.token_ids,
+                     "finish_reason": c.finish_reason,
+                     "logprobs": None if c.logprobs is None else [
+                         {"token_id": lp.token_id, "logprob": lp.logprob,
+                          "top": [[i, v] for i, v in lp.top]} for lp in c.logprobs]}
+                    for c in result.choices],
+        "usage": {"prompt_tokens": result.usage.prompt_tokens,
+                  "completion_tokens": result.usage.completion_tokens,
+                  "total_tokens": result.usage.total_tokens},
+        "metadata": result.metadata,
+    }
+
+
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--prompt", default="", help="Text to continue.")
-@click.option("--max-tokens", type=int, default=100, show_default=True)
-@click.option("--temperature", type=float, default=1.0, show_default=True,
-              help="0 = greedy.")
-@click.option("--top-k", type=int, default=0, show_default=True, help="0 = off.")
-@click.option("--top-p", type=float, default=1.0, show_default=True, help="1 = off.")
-@click.option("--seed", type=int, default=None, help="Makes the output reproducible.")
-@click.option("-n", "n", type=int, default=1, show_default=True, help="How many samples.")
+@click.option("--max-tokens", type=click.IntRange(1, MAX_TOKENS), default=100, show_default=True,
+              help="Most tokens to generate per sample.")
+@click.option("--min-tokens", type=click.IntRange(0, MAX_TOKENS), default=0, show_default=True,
+              help="No end-of-text or stop before this many tokens.")
+@click.option("--temperature", type=float, default=1.0, show_default=True, help="0 = greedy.")
+@click.option("--top-k", type=click.IntRange(-(2**31), 2**31 - 1), default=0, show_default=True,
+              help="Keep the k most likely tokens (0 = off).")
+@click.option("--top-p", type=float, default=1.0, show_default=True,
+              help="Keep the most likely tokens holding this mass (1 = off).")
+@click.option("--min-p", type=float, default=0.0, show_default=True,
+              help="Keep tokens at least this fraction of the most likely one (0 = off).")
+@click.option("--repetition-penalty", type=float, default=1.0, show_default=True,
+              help="Divide (multiply if negative) the scores of tokens already generated (1 = off).")
+@click.option("--presence-penalty", type=float, default=0.0, show_default=True,
+              help="Subtract from the scores of tokens already generated.")
+@click.option("--frequency-penalty", type=float, default=0.0, show_default=True,
+              help="Subtract this times each token's count so far.")
+@click.option("--stop", "stops", multiple=True,
+              help="Stop before this text (repeatable; not included in the output).")
+@click.option("--stop-token-id", "stop_token_ids", type=click.IntRange(0, 2**31 - 1),
+              multiple=True, help="Stop at this token id (repeatable).")
+@click.option("--logprobs", type=click.IntRange(0, 20), default=None,
+              help="Show each token's log-probability and N alternatives (stderr, or in --json).")
+@click.option("--echo", is_flag=True, help="Include the prompt in the output.")
+@click.option("--seed", type=click.IntRange(0, 2**63 - 1), default=None,
+              help="Makes the output reproducible.")
+@click.option("-n", "n", type=click.IntRange(1, 1024), default=1, show_default=True,
+              help="How many samples.")
 @click.option("--stop-at-eos/--no-stop-at-eos", default=True, show_default=True,
               help="Stop at the end of a sentence, or go on into new lines until --max-tokens.")
 @click.option("--label", "labels", type=int, multiple=True,
@@ -217,10 +281,18 @@ def _image_out(gen: Generator[Any], result: Any, out: Path | None) -> None:
 @click.option("--out", type=click.Path(path_type=Path), default=None,
               help="Write to this file instead of the terminal (images: .png).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
-def generate(bundle: Path, prompt: str, max_tokens: int, temperature: float, top_k: int,
-             top_p: float, seed: int | None, n: int, stop_at_eos: bool, labels: tuple[int, ...],
+def generate(bundle: Path, prompt: str, max_tokens: int, min_tokens: int, temperature: float,
+             top_k: int, top_p: float, min_p: float, repetition_penalty: float,
+             presence_penalty: float, frequency_penalty: float, stops: tuple[str, ...],
+             stop_token_ids: tuple[int, ...], logprobs: int | None, echo: bool,
+             seed: int | None, n: int, stop_at_eos: bool, labels: tuple[int, ...],
              out: Path | None, as_json: bool) -> None:
-    """Generate from a trained BUNDLE (text streams to the terminal)."""
+    """Generate from a trained BUNDLE (text streams to the terminal as it comes).
+
+    \b
+    Ctrl-C stops at once: what was generated is printed, and the exit code is 130.
+    With -n N the samples are separated by blank lines (sample 0 streams).
+    """
     engine = get_engine()
     gen = engine.load(bundle)
     if isinstance(gen, ImageGenerator):
@@ -232,25 +304,41 @@ def generate(bundle: Path, prompt: str, max_tokens: int, temperature: float, top
         return
     if not isinstance(gen, TextGenerator):
         raise click.UsageError(f"cannot generate from a {gen.modality} generator")
-    request = TextRequest.build(prompt, max_tokens=max_tokens, temperature=temperature,
-                                top_k=top_k, top_p=top_p, seed=seed, n=n,
-                                stop_at_eos=stop_at_eos).with_seed()
-    can_stream = n == 1 and out is None and not as_json and not engine.has_result_processors()
-    if can_stream:
-        for piece in gen.stream(request):
-            click.echo(piece, nl=False)
-            sys.stdout.flush()
-        click.echo()
-        return
-    text_result = gen.generate(request)
+    request = TextRequest.build(
+        prompt, max_tokens=max_tokens, min_tokens=min_tokens, temperature=temperature,
+        top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
+        presence_penalty=presence_penalty, frequency_penalty=frequency_penalty,
+        stop=stops, stop_token_ids=stop_token_ids, logprobs=logprobs, echo=echo,
+        seed=seed, n=n, stop_at_eos=stop_at_eos).with_seed()
+    live = out is None and not as_json
+    texts = [""] * n
+    result: TextResult | None = None
+    try:
+        for item in gen.stream(request):
+            if isinstance(item, TextDone):
+                result = item.result
+                continue
+            texts[item.index] += item.text
+            if live and item.index == 0 and item.text:
+                click.echo(item.text, nl=False)
+                sys.stdout.flush()
+    except KeyboardInterrupt:
+        if live:
+            rest = "".join("\n\n" + t for t in texts[1:])
+            click.echo(rest)
+        else:
+            click.echo("\n\n".join(texts))
+        raise
+    assert result is not None
     if as_json:
-        _echo_json({"texts": text_result.texts, "seed": request.seed,
-                    "metadata": text_result.metadata})
+        _echo_json(_result_json(result))
     elif out is not None:
-        out.write_text("\n".join(text_result.texts) + "\n", encoding="utf-8")
-        click.echo(f"wrote {len(text_result.texts)} text(s) to {out}", err=True)
+        out.write_text("\n".join(result.texts) + "\n", encoding="utf-8")
+        click.echo(f"wrote {len(result.texts)} text(s) to {out}", err=True)
     else:
-        click.echo("\n\n".join(text_result.texts))
+        click.echo("".join("\n\n" + t for t in result.texts[1:]))
+        if logprobs is not None:
+            _print_logprobs(gen, result)
 
 
 @cli.command(name="eval")

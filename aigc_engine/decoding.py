@@ -74,8 +74,10 @@ __all__ = [
     "Sequence_",
     "TokenModel",
     "TokenTextGenerator",
+    "cut_at_stop",
     "decode",
     "decode_events",
+    "find_stop",
     "text_metrics",
 ]
 
@@ -261,15 +263,12 @@ class Sequence_:
         return self._release()
 
     def _find_stop(self, added: int) -> bool:
-        start = max(0, len(self.text) - added - self._longest_stop + 1)
-        best = -1
-        for s in self._stops:
-            p = self.text.find(s, start)
-            if p >= 0 and (best < 0 or p < best):
-                best = p
-        if best < 0:
+        # Only a match that overlaps the text just added can be new.
+        at = find_stop(self.text, self._stops,
+                       start=max(0, len(self.text) - added - self._longest_stop + 1))
+        if at < 0:
             return False
-        self.text = self.text[:best]
+        self.text = self.text[:at]
         return True
 
     def _release(self) -> str:
@@ -301,6 +300,22 @@ class Sequence_:
         prefix = self.request.prompt if self.request.echo else ""
         return Completion(index=self.index, text=prefix + self.text, token_ids=list(self.ids),
                           finish_reason=self.finish, logprobs=self.logprobs)
+
+
+def find_stop(text: str, stops: Sequence[str], *, start: int = 0) -> int:
+    """Where the first of ``stops`` begins in ``text`` (searching from ``start``), or -1."""
+    best = -1
+    for stop in stops:
+        p = text.find(stop, start)
+        if p >= 0 and (best < 0 or p < best):
+            best = p
+    return best
+
+
+def cut_at_stop(text: str, stops: Sequence[str]) -> str:
+    """``text`` up to the first of ``stops`` (for generators that make whole texts)."""
+    at = find_stop(text, stops)
+    return text if at < 0 else text[:at]
 
 
 def _held_back(text: str, stops: Sequence[str], longest: int) -> int:

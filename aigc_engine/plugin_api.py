@@ -23,7 +23,7 @@ from __future__ import annotations
 from .bundle import Manifest
 from .config import GeneratorConfig
 from .datasets import Dataset, DatasetSpec, TextDataset, as_text_dataset
-from .decoding import AheadChunk, TokenModel, TokenTextGenerator, text_metrics
+from .decoding import AheadChunk, TokenModel, TokenTextGenerator, cut_at_stop, text_metrics
 from .engine import GeneratorSpec
 from .errors import (
     AigcError,
@@ -97,6 +97,7 @@ __all__ = [
     "UnsupportedOperationError",
     "Usage",
     "as_text_dataset",
+    "cut_at_stop",
     "hookimpl",
     "load_tokenizer",
     "text_metrics",

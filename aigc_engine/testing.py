@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from .engine import Engine
-from .generator import ImageGenerator, TextGenerator
+from .generator import ImageGenerator, TextDone, TextEvent, TextGenerator
 
 
 def isolated_engine(plugins: dict[str, object] | None = None, *, strict: bool = True,
@@ -41,7 +41,8 @@ def check_generator(engine: Engine, name: str, *, data: Any = None,
     - it can be created with ``options`` and fitted on ``data`` (if given);
     - the same seed gives the same output; ``n`` samples come back; sample 0
       of ``n=2`` equals the ``n=1`` output;
-    - for text, ``stream`` pieces join to the generated text;
+    - for text, the streamed events of every sample join to the generated texts
+      and the stream ends with the same result;
     - ``save`` then ``Engine.load`` gives a generator with the same output
       and the same config.
     """
@@ -63,9 +64,7 @@ def check_generator(engine: Engine, name: str, *, data: Any = None,
     assert len(pair) == 2, f"{name!r}: n=2 returned {len(pair)} samples"
     assert pair[0] == first[0], f"{name!r}: sample 0 of n=2 differs from the n=1 sample"
     if isinstance(gen, TextGenerator):
-        streamed = "".join(gen.stream(seed=7, **req))
-        assert streamed == first[0], (
-            f"{name!r}: streamed pieces {streamed!r} do not join to the text {first[0]!r}")
+        _check_stream(gen, name, pair, seed=7, n=2, **req)
     with tempfile.TemporaryDirectory() as tmp:
         path = gen.save(Path(tmp) / "bundle")
         loaded = engine.load(path)
@@ -73,6 +72,31 @@ def check_generator(engine: Engine, name: str, *, data: Any = None,
         assert loaded.config == gen.config, f"{name!r}: config changed in a save/load round trip"
         assert _output(loaded, seed=7, n=1, **req) == first, (
             f"{name!r}: output changed in a save/load round trip")
+
+
+def _check_stream(gen: TextGenerator, name: str, texts: list[str], **request: Any) -> None:
+    """Streamed events of every sample join to the generated texts, each sample's
+    last event has a finish reason, and the stream ends with the same result."""
+    pieces = [""] * len(texts)
+    finished = [False] * len(texts)
+    done = None
+    for item in gen.stream(**request):
+        assert done is None, f"{name!r}: the stream went on after its TextDone"
+        if isinstance(item, TextDone):
+            done = item.result
+            continue
+        assert isinstance(item, TextEvent), f"{name!r}: stream yielded {item!r}"
+        assert not finished[item.index], f"{name!r}: sample {item.index} streamed after its end"
+        pieces[item.index] += item.text
+        finished[item.index] = item.finish_reason is not None
+    assert done is not None, f"{name!r}: the stream did not end with a TextDone"
+    assert all(finished), f"{name!r}: a sample's stream has no final event with a finish reason"
+    assert pieces == texts, (
+        f"{name!r}: streamed pieces {pieces!r} do not join to the texts {texts!r}")
+    assert done.texts == texts, f"{name!r}: the stream's result differs from generate()'s"
+    assert [c.finish_reason for c in done.choices] == [
+        c.finish_reason for c in gen.generate(**request).choices], (
+        f"{name!r}: the stream's finish reasons differ from generate()'s")
 
 
 def _output(gen: Any, *, seed: int, n: int, **request: Any) -> list[Any]:

@@ -214,7 +214,7 @@ def test_cli_train_generate(tmp_path: Path) -> None:
     assert (tmp_path / "g.png").is_file()
     res = runner.invoke(cli_mod.cli, ["generate", str(bundle), "-n", "0",
                                       "--out", str(tmp_path / "h.png")])
-    assert res.exit_code == 1 and "n must be a positive integer" in res.output
+    assert res.exit_code == 2 and "Invalid value for '-n'" in res.output
     empty = tmp_path / "empty"
     empty.mkdir()
     res = runner.invoke(cli_mod.cli, ["train", "gan", "--data", str(empty), "--set", "steps=1",

@@ -57,8 +57,8 @@ def test_reference_arpa_opens_through_the_engine(engine: Engine) -> None:
     assert isinstance(gen, NgramGenerator) and gen.cfg.order == 3
     scores = gen.evaluate(str(DATA / "ts_test.txt"))
     assert scores["perplexity"] == pytest.approx(REF_PPL[3][0], rel=1e-6)
-    text = gen.generate("the king", seed=3, max_tokens=15, top_k=20).text
-    assert text.startswith("the king")
+    text = gen.generate("the king", seed=3, max_tokens=15, top_k=20, echo=True).text
+    assert text.startswith("the king ")
 
 
 def test_bundle_round_trip_and_exports(engine: Engine, tmp_path: Path) -> None:
@@ -82,7 +82,7 @@ def test_stream_joins_to_generate_and_eos_becomes_a_line_break(engine: Engine) -
     gen.fit(SMALL)
     request = {"seed": 5, "max_tokens": 40, "stop_at_eos": False}
     text = gen.generate("the", **request).text  # type: ignore[attr-defined]
-    assert "".join(gen.stream("the", **request)) == text  # type: ignore[attr-defined]
+    assert "".join(gen.stream_text("the", **request)) == text  # type: ignore[attr-defined]
     assert "\n" in text and "</s>" not in text and "  " not in text
     stopped = gen.generate("the", seed=5, max_tokens=40).text  # type: ignore[attr-defined]
     assert "\n" not in stopped and text.startswith(stopped)
@@ -91,7 +91,9 @@ def test_stream_joins_to_generate_and_eos_becomes_a_line_break(engine: Engine) -
 def test_greedy_generation_is_the_most_likely_path(engine: Engine) -> None:
     gen = engine.create("ngram", order=3, discount_fallback=(0.5, 1.0, 1.5))
     gen.fit(["a b c d e"] * 5 + ["a b x"])
-    assert gen.generate("a b", temperature=0, seed=1).text == "a b c d e"  # type: ignore[attr-defined]
+    assert gen.generate("a b", temperature=0, seed=1).text == " c d e"  # type: ignore[attr-defined]
+    assert gen.generate("a b", temperature=0, seed=1, echo=True).text == "a b c d e"  # type: ignore[attr-defined]
+    assert gen.generate("a b\n", temperature=0, seed=1).text == "a b c d e"  # type: ignore[attr-defined]
 
 
 def test_prompt_of_unknown_words_generates_from_unk_context(engine: Engine) -> None:
@@ -101,8 +103,8 @@ def test_prompt_of_unknown_words_generates_from_unk_context(engine: Engine) -> N
     assert gen.lm.next_logprobs(["zebra", "quagga"]).tolist() == \
         gen.lm.next_logprobs(["<unk>"]).tolist()
     result = gen.generate("zebra quagga", seed=2, max_tokens=8,  # type: ignore[attr-defined]
-                          stop_at_eos=False)
-    assert result.text.startswith("zebra quagga")
+                          stop_at_eos=False, echo=True)
+    assert result.text.startswith("zebra quagga ")
     words = result.text.split()[2:]
     assert words and all(w in {w for line in SMALL for w in line.split()} for w in words)
 
@@ -112,7 +114,7 @@ def test_char_mode_generates_chinese(engine: Engine) -> None:
               "天气好的时候我们去散步"]
     gen = engine.create("ngram", order=3, tokenizer="char", discount_fallback=(0.5, 1.0, 1.5))
     gen.fit(corpus)
-    text = gen.generate("我们", seed=4, max_tokens=10).text  # type: ignore[attr-defined]
+    text = gen.generate("我们", seed=4, max_tokens=10, echo=True).text  # type: ignore[attr-defined]
     assert text.startswith("我们") and " " not in text
     assert set(text) <= set("".join(corpus))
 
@@ -156,14 +158,14 @@ def test_cli_train_eval_generate_export(tmp_path: Path) -> None:
     assert ev.returncode == 0, ev.stderr
     assert json.loads(ev.stdout)["perplexity"] == pytest.approx(REF_PPL[3][0], rel=1e-6)
     gen = aigc("generate", str(bundle), "--prompt", "the king", "--seed", "1", "--top-k", "40",
-               "--max-tokens", "12")
-    assert gen.returncode == 0 and gen.stdout.startswith("the king"), gen.stderr
+               "--max-tokens", "12", "--echo")
+    assert gen.returncode == 0 and gen.stdout.startswith("the king "), gen.stderr
     arpa = tmp_path / "lm3.arpa"
     assert aigc("export", str(bundle), "--format", "arpa", "-o", str(arpa)).returncode == 0
     ev2 = aigc("eval", str(arpa), "--data", str(DATA / "ts_test.txt"), "--json")
     assert json.loads(ev2.stdout)["perplexity"] == pytest.approx(REF_PPL[3][0], rel=1e-6)
     ref = aigc("generate", str(DATA / "ref" / "ts_train.o3.lmplz.arpa"), "--seed", "2",
-               "--prompt", "my lord")
+               "--prompt", "my lord", "--echo")
     assert ref.returncode == 0 and ref.stdout.startswith("my lord"), ref.stderr
 
 

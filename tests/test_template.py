@@ -97,10 +97,13 @@ def test_generator_uses_start_symbol_prompt_and_n() -> None:
     engine = Engine(plugins=["template", "datasets"])
     gen = engine.create("template", start="greeting")
     gen.fit({"greeting": ["hi #who#"], "who": ["you", "them"]})
-    result = gen.generate("> ", n=3, seed=2)  # type: ignore[call-arg]
+    result = gen.generate("> ", n=3, seed=2, echo=True)  # type: ignore[call-arg]
     assert len(result.texts) == 3
     assert all(t in ("> hi you", "> hi them") for t in result.texts)
-    assert "".join(gen.stream("> ", seed=2)) == result.texts[0]  # type: ignore[attr-defined]
+    assert "".join(gen.stream_text("> ", seed=2, echo=True)) == result.texts[0]  # type: ignore[attr-defined]
+    # Without echo the texts are the expansions; a stop string cuts them.
+    assert gen.generate("> ", n=3, seed=2).texts == [t[2:] for t in result.texts]  # type: ignore[call-arg]
+    assert set(gen.generate(n=8, seed=3, stop=" y").texts) == {"hi", "hi them"}  # type: ignore[call-arg]
     with pytest.raises(ConfigError, match="start symbol 'origin' is not in the grammar"):
         engine.create("template").fit({"greeting": ["x"]})
 

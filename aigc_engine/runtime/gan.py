@@ -99,7 +99,7 @@ class OnnxGanGenerator(ImageGenerator):
     def run(self, z: npt.NDArray[np.float32], labels: npt.NDArray[np.int64] | None = None
             ) -> npt.NDArray[np.float32]:
         """The raw model output (N, C, S, S) in [-1, 1] for latents (and labels)."""
-        self._require_trained("run")
+        self.require_trained("run")
         feeds: dict[str, Any] = {"z": np.ascontiguousarray(z, dtype=np.float32)}
         if self.cfg.num_classes > 0:
             if labels is None:

@@ -185,7 +185,7 @@ class GanGenerator(ImageGenerator):
     def _images(self, data: Any) -> ImageDataset:
         if isinstance(data, (str, Path)) and Path(data).expanduser().is_dir():
             data = ImageFolder(Path(data).expanduser())  # clear errors for image-less folders
-        dataset: Dataset = data if isinstance(data, Dataset) else self._dataset(data)
+        dataset: Dataset = data if isinstance(data, Dataset) else self.dataset(data)
         c = self.cfg
         if isinstance(dataset, ImageFolder):
             return dataset.read(size=c.image_size, channels=c.channels, resize=c.resize)
@@ -343,7 +343,7 @@ class GanGenerator(ImageGenerator):
         540 held-out digits) and the pixel SWD (x1e3) against ``data`` for any images."""
         from . import metrics
 
-        self._require_trained("evaluate")
+        self.require_trained("evaluate")
         ds = self._images(data)
         report: dict[str, Any] = {}
         if self._is_digits(ds) and (self.cfg.image_size, self.cfg.channels) == (8, 1):
@@ -400,7 +400,7 @@ class GanGenerator(ImageGenerator):
             return target.read_bytes()
 
     def _export(self, path: Path, format: str) -> Path:
-        self._require_trained("export")
+        self.require_trained("export")
         c = self.cfg
         runtime_cfg = OnnxGanConfig(image_size=c.image_size, channels=c.channels,
                                     latent_dim=c.latent_dim,

@@ -5,11 +5,11 @@ from __future__ import annotations
 import dataclasses
 import json
 import random
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
 
 from aigc_engine.plugin_api import (
+    Completion,
     ConfigError,
     GeneratorConfig,
     Manifest,
@@ -18,6 +18,7 @@ from aigc_engine.plugin_api import (
     TextGenerator,
     TextRequest,
     TextResult,
+    cut_at_stop,
 )
 
 from .grammar import Grammar
@@ -76,7 +77,7 @@ class TemplateGenerator(TextGenerator):
         if isinstance(data, dict):
             rules = data
         else:
-            dataset = self._dataset(data)
+            dataset = self.dataset(data)
             if not isinstance(dataset, TextDataset):
                 raise ConfigError("the template generator reads its grammar from text (JSON)")
             try:
@@ -97,19 +98,17 @@ class TemplateGenerator(TextGenerator):
         return dict(self.metrics)
 
     def _generate(self, request: TextRequest) -> TextResult:
-        assert request.seed is not None
-        texts = ["".join(self._pieces(request, i)) for i in range(request.n)]
-        return TextResult(texts=texts, request=request)
-
-    def _stream(self, request: TextRequest) -> Iterator[str]:
-        yield from self._pieces(request, 0)
-
-    def _pieces(self, request: TextRequest, index: int) -> Iterator[str]:
+        """Each sample is one whole expansion (``max_tokens`` does not apply), cut
+        before the first ``stop`` string; the prompt is prepended with ``echo``."""
         assert self.grammar is not None and request.seed is not None
-        if request.prompt:
-            yield request.prompt
-        yield from self.grammar.iter_expand(self.cfg.start, sample_rng(request.seed, index),
-                                            max_depth=self.cfg.max_depth)
+        prefix = request.prompt if request.echo else ""
+        choices = []
+        for i in range(request.n):
+            text = "".join(self.grammar.iter_expand(self.cfg.start, sample_rng(request.seed, i),
+                                                    max_depth=self.cfg.max_depth))
+            text = cut_at_stop(text, request.stop)
+            choices.append(Completion(index=i, text=prefix + text))
+        return TextResult(texts=[c.text for c in choices], request=request, choices=choices)
 
     def _save_payload(self, directory: Path) -> None:
         assert self.grammar is not None

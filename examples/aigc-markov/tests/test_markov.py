@@ -48,7 +48,9 @@ def test_perplexity_matches_hand_computation() -> None:
 def test_greedy_generation_follows_the_most_likely_path() -> None:
     gen = MarkovGenerator(order=2)
     gen.fit(["hello world"] * 3)
-    assert gen.generate("he", temperature=0, max_tokens=50, seed=0).text == "hello world"
+    assert gen.generate("he", temperature=0, max_tokens=50, seed=0).text == "llo world"
+    assert gen.generate("he", temperature=0, max_tokens=50, seed=0, echo=True).text == (
+        "hello world")
 
 
 def test_bad_config_is_a_clear_error() -> None:

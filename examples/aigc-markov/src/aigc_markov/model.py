@@ -6,27 +6,27 @@ import dataclasses
 import json
 import math
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 
 from aigc_engine.plugin_api import (
+    CharTokenizer,
     ConfigError,
     GeneratorConfig,
     Manifest,
     ModelFormatError,
     Progress,
     TextDataset,
-    TextGenerator,
-    TextRequest,
-    TextResult,
+    TokenModel,
+    Tokenizer,
+    TokenTextGenerator,
 )
-from aigc_engine.sampling import sample
 
 BOS = "\x02"  # pads the start of every line
-EOS = "\x03"  # ends every line; generation stops on it
+EOS = "\x03"  # ends every line; the tokenizer's end-of-text
 PAYLOAD = "markov.json"
 
 
@@ -44,7 +44,49 @@ class MarkovConfig(GeneratorConfig):
             raise ConfigError(f"alpha must be > 0, got {self.alpha}")
 
 
-class MarkovGenerator(TextGenerator):
+class MarkovTokenModel(TokenModel):
+    """Rows of log P(next char | context) over a char tokenizer (with byte
+    fallback, so any prompt encodes); the state is each row's context string."""
+
+    def __init__(self, gen: MarkovGenerator) -> None:
+        self.gen = gen
+        self.alphabet = gen.alphabet
+        chars = [c for c in gen.alphabet if c != EOS]
+        self._tok = CharTokenizer(chars, byte_fallback=True)
+        self._cache: dict[str, np.ndarray] = {}
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tok
+
+    def _row(self, context: str) -> np.ndarray:
+        ctx = (BOS * self.gen.order + context)[-self.gen.order:]
+        row = self._cache.get(ctx)
+        if row is None:
+            row = np.full(self._tok.vocab_size, -np.inf, dtype=np.float32)
+            probs = dict(self.gen.probabilities(ctx))
+            for i, c in enumerate(self._tok.alphabet):
+                row[i] = math.log(probs[c])
+            assert self._tok.eos_id is not None
+            row[self._tok.eos_id] = math.log(probs[EOS])
+            self._cache[ctx] = row
+        return row
+
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        state = [self._tok.decode(p)[-self.gen.order:] for p in prompts]
+        return np.stack([self._row(c) for c in state]), state
+
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[Any, Any]:
+        order = self.gen.order
+        state = [(c + self._tok.decode([int(t)]))[-order:] for c, t in zip(state, tokens,
+                                                                           strict=True)]
+        return np.stack([self._row(c) for c in state]), state
+
+    def select(self, state: Any, rows: np.ndarray) -> Any:
+        return [state[int(i)] for i in rows]
+
+
+class MarkovGenerator(TokenTextGenerator):
     """P(c | previous ``order`` characters) = (count + alpha) / (total + alpha * V)."""
 
     name: ClassVar[str] = "markov"
@@ -54,6 +96,7 @@ class MarkovGenerator(TextGenerator):
         super().__init__(config, **options)
         self.counts: dict[str, Counter[str]] = {}
         self.alphabet: list[str] = []
+        self._token_model: MarkovTokenModel | None = None
 
     @property
     def cfg(self) -> MarkovConfig:
@@ -75,7 +118,7 @@ class MarkovGenerator(TextGenerator):
         return bool(self.alphabet)
 
     def fit(self, data: Any, *, progress: Progress | None = None) -> dict[str, Any]:
-        dataset = self._dataset(data)
+        dataset = self.dataset(data)
         if not isinstance(dataset, TextDataset):
             raise ConfigError("markov trains on text")
         counts: dict[str, Counter[str]] = {}
@@ -110,8 +153,8 @@ class MarkovGenerator(TextGenerator):
 
     def evaluate(self, data: Any) -> dict[str, Any]:
         """Per-character perplexity (end of line included) and the characters scored."""
-        self._require_trained("evaluate")
-        dataset = self._dataset(data)
+        self.require_trained("evaluate")
+        dataset = self.dataset(data)
         if not isinstance(dataset, TextDataset):
             raise ConfigError("markov evaluates on text")
         log_sum, scored, unknown = 0.0, 0, 0
@@ -132,36 +175,13 @@ class MarkovGenerator(TextGenerator):
         return {"perplexity": math.exp(-log_sum / scored), "characters": scored,
                 "unknown_characters": unknown}
 
-    def _chars(self, request: TextRequest, index: int) -> Iterator[str]:
-        """Sample ``index`` of a request, through the engine's shared sampler.
-
-        Each step's draw is keyed by (seed, stream = sample index, step), so the
-        same request always gives the same text, and the sampling options mean
-        what they mean in every other text generator.
-        """
-        assert request.seed is not None
-        position = {c: i for i, c in enumerate(self.alphabet)}
-        history: list[int] = []
-        context = request.prompt
-        for step in range(request.max_tokens):
-            logits = np.log([p for _, p in self.probabilities(context)])
-            token = sample(logits, request.sampling, seed=request.seed, stream=index, step=step,
-                           history=history)
-            char = self.alphabet[token]
-            if char == EOS:
-                return
-            history.append(position[char])
-            context = (context + char)[-self.order:]
-            yield char
-
-    def _generate(self, request: TextRequest) -> TextResult:
-        texts = [request.prompt + "".join(self._chars(request, i)) for i in range(request.n)]
-        return TextResult(texts=texts, request=request)
-
-    def _stream(self, request: TextRequest) -> Iterator[str]:
-        if request.prompt:
-            yield request.prompt
-        yield from self._chars(request, 0)
+    def token_model(self) -> TokenModel:
+        """The chain as the engine's decoding loop drives it: one row of
+        log-probabilities per sequence, end of line as end-of-text."""
+        self.require_trained("generate with")
+        if self._token_model is None or self._token_model.alphabet != self.alphabet:
+            self._token_model = MarkovTokenModel(self)
+        return self._token_model
 
     def _save_payload(self, directory: Path) -> None:
         data = {"alphabet": self.alphabet,
