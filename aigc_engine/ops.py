@@ -22,6 +22,7 @@ the op then synchronises once to raise ``ValueError``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from typing import Any
 
@@ -30,6 +31,7 @@ import torch
 from torch import Tensor
 
 from aigc_engine import _core
+from aigc_engine.generator import SamplingParams
 from aigc_engine.sampling import cuda_status
 
 __all__ = ["filter_probs", "sample"]
@@ -332,6 +334,9 @@ def _row_tensor(
     value: float | int | Tensor, rows: int, dtype: torch.dtype, device: torch.device, name: str
 ) -> Tensor:
     if isinstance(value, Tensor):
+        if value.dtype == torch.bool or (
+                not dtype.is_floating_point and value.dtype.is_floating_point):
+            raise ValueError(f"{name} must be an integer tensor, got {value.dtype}")
         t = value.to(device=device, dtype=dtype)
         if t.dim() == 0:
             t = t.expand(rows)
@@ -340,95 +345,141 @@ def _row_tensor(
                 f"{name} must be a scalar or have shape ({rows},), got {tuple(t.shape)}"
             )
         return t.contiguous()
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"{name} must be a number or a tensor, got {value!r}")
+    if not dtype.is_floating_point:
+        if not isinstance(value, int):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        lo, hi = _INT_RANGES[name]
+        if not lo <= value <= hi:
+            raise ValueError(f"{name} must be in [{lo}, {hi}], got {value}")
+        if name in _KEYS and value > 2**63 - 1:
+            value -= 2**64  # read back as uint64 by the kernels
     return torch.full((rows,), value, dtype=dtype, device=device)
 
 
-def _prepare(
-    logits: Tensor, squeeze: bool, history: Tensor | None, values: dict[str, float | int | Tensor]
-) -> tuple[Tensor, list[Tensor], Tensor]:
-    rows, dev = logits.shape[0], logits.device
-    params = [
-        _row_tensor(values["temperature"], rows, torch.float32, dev, "temperature"),
-        _row_tensor(values["top_k"], rows, torch.int32, dev, "top_k"),
-        *(_row_tensor(values[n], rows, torch.float32, dev, n) for n in _FLOAT_PARAMS[1:]),
-    ]
+_KEYS = ("seed", "stream", "step")
+_INT_RANGES = {"top_k": (-(2**31), 2**31 - 1), **{k: (0, 2**64 - 1) for k in _KEYS}}
+
+
+def _history_tensor(history: Any, rows: int, squeeze: bool, dev: torch.device) -> Tensor:
+    """A padded (rows, H) int64 tensor from a tensor or from one id sequence per row."""
     if history is None:
-        hist = torch.empty((rows, 0), dtype=torch.int64, device=dev)
-    else:
-        hist = history.to(device=dev, dtype=torch.int64)
-        if squeeze and hist.dim() == 1:
-            hist = hist.unsqueeze(0)
-    return logits, params, hist
+        return torch.empty((rows, 0), dtype=torch.int64, device=dev)
+    if not isinstance(history, Tensor):
+        per_row = [history] if squeeze else list(history)
+        if len(per_row) != rows:
+            raise ValueError(f"got {len(per_row)} histories for {rows} rows")
+        width = max((len(h) for h in per_row), default=0)
+        padded = torch.full((rows, width), -1, dtype=torch.int64)
+        for r, h in enumerate(per_row):
+            if len(h):
+                padded[r, :len(h)] = torch.as_tensor(list(h), dtype=torch.int64)
+        history = padded
+    elif history.dtype.is_floating_point or history.dtype == torch.bool:
+        raise ValueError(f"history must hold integer token ids, got {history.dtype}")
+    hist = history.to(device=dev, dtype=torch.int64)
+    if squeeze and hist.dim() == 1:
+        hist = hist.unsqueeze(0)
+    return hist
+
+
+def _prepare(
+    logits: Tensor, params: Any, history: Any, values: dict[str, float | int | Tensor | None]
+) -> tuple[Tensor, list[Tensor], Tensor, bool]:
+    if not isinstance(logits, Tensor):
+        raise ValueError(f"logits must be a torch tensor, got {type(logits).__name__}")
+    if logits.dim() not in (1, 2):
+        raise ValueError(
+            f"logits must be 1-D (vocab,) or 2-D (rows, vocab), got shape {tuple(logits.shape)}")
+    squeeze = logits.dim() == 1
+    x = logits.unsqueeze(0) if squeeze else logits
+    rows, dev = x.shape[0], x.device
+    flat = {k: v for k, v in values.items() if v is not None}
+    if params is not None:
+        if flat:
+            raise ValueError(f"give sampling options either as params or as keywords, not both "
+                             f"(got params and {', '.join(sorted(flat))})")
+        plist = [params] * rows if isinstance(params, SamplingParams) else list(params)
+        if len(plist) != rows:
+            raise ValueError(f"got {len(plist)} SamplingParams for {rows} rows")
+        for i, p in enumerate(plist):
+            if not isinstance(p, SamplingParams):
+                raise ValueError(f"params[{i}] must be a SamplingParams, got {type(p).__name__}")
+        flat = {name: torch.tensor([getattr(p, name) for p in plist],
+                                   dtype=torch.int32 if name == "top_k" else torch.float32)
+                for name in _PARAM_NAMES}
+    defaults = dataclasses.asdict(_DEFAULT)
+    out = [
+        _row_tensor(flat.get(name, defaults[name]), rows,
+                    torch.int32 if name == "top_k" else torch.float32, dev, name)
+        for name in _PARAM_NAMES
+    ]
+    return x, out, _history_tensor(history, rows, squeeze, dev), squeeze
+
+
+_PARAM_NAMES = ("temperature", "top_k", *_FLOAT_PARAMS[1:])
+_DEFAULT = SamplingParams()
 
 
 def sample(
     logits: Tensor,
+    params: SamplingParams | Sequence[SamplingParams] | None = None,
     *,
     seed: int | Tensor,
     stream: int | Tensor = 0,
     step: int | Tensor = 0,
-    temperature: float | Tensor = 1.0,
-    top_k: int | Tensor = 0,
-    top_p: float | Tensor = 1.0,
-    min_p: float | Tensor = 0.0,
-    repetition_penalty: float | Tensor = 1.0,
-    presence_penalty: float | Tensor = 0.0,
-    frequency_penalty: float | Tensor = 0.0,
-    history: Tensor | None = None,
+    history: Tensor | Sequence[Sequence[int]] | None = None,
+    temperature: float | Tensor | None = None,
+    top_k: int | Tensor | None = None,
+    top_p: float | Tensor | None = None,
+    min_p: float | Tensor | None = None,
+    repetition_penalty: float | Tensor | None = None,
+    presence_penalty: float | Tensor | None = None,
+    frequency_penalty: float | Tensor | None = None,
 ) -> Tensor:
     """Draws one token per row of ``logits`` (``(V,)`` or ``(rows, V)``) with the op
-    ``torch.ops.aigc.sample``.
+    ``torch.ops.aigc.sample``: the torch face of :func:`aigc_engine.sampling.sample`.
 
-    Scalars are broadcast to every row; tensors give one value per row. Keys
-    (``seed``, ``stream``, ``step``) are int64 values read as uint64. Returns
-    int64 token ids: shape ``()`` for 1-D logits, ``(rows,)`` otherwise.
+    ``params`` and ``history`` take the same forms as the numpy face (one
+    :class:`SamplingParams` for every row or one per row; one id sequence per
+    row, or a padded ``(rows, H)`` tensor with negative padding). Per-row
+    parameter tensors (already on the device) may be given as keywords
+    instead of ``params``. Keys (``seed``, ``stream``, ``step``) are ints in
+    ``[0, 2**64)`` or int64 tensors read as uint64. Returns int64 token ids,
+    as the numpy face does: shape ``()`` for 1-D logits, ``(rows,)`` otherwise.
     """
-    squeeze = logits.dim() == 1
-    x = logits.unsqueeze(0) if squeeze else logits
-    values: dict[str, float | int | Tensor] = {
-        "temperature": temperature,
-        "top_k": top_k,
-        "top_p": top_p,
-        "min_p": min_p,
-        "repetition_penalty": repetition_penalty,
-        "presence_penalty": presence_penalty,
-        "frequency_penalty": frequency_penalty,
-    }
-    x, params, hist = _prepare(x, squeeze, history, values)
+    values = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
+              "repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,
+              "frequency_penalty": frequency_penalty}
+    x, prm, hist, squeeze = _prepare(logits, params, history, values)
     rows, dev = x.shape[0], x.device
     keys = [
         _row_tensor(v, rows, torch.int64, dev, n)
         for n, v in (("seed", seed), ("stream", stream), ("step", step))
     ]
-    out: Tensor = torch.ops.aigc.sample(x, *params, *keys, hist)
+    out: Tensor = torch.ops.aigc.sample(x, *prm, *keys, hist)
     return out[0] if squeeze else out
 
 
 def filter_probs(
     logits: Tensor,
+    params: SamplingParams | Sequence[SamplingParams] | None = None,
     *,
-    temperature: float | Tensor = 1.0,
-    top_k: int | Tensor = 0,
-    top_p: float | Tensor = 1.0,
-    min_p: float | Tensor = 0.0,
-    repetition_penalty: float | Tensor = 1.0,
-    presence_penalty: float | Tensor = 0.0,
-    frequency_penalty: float | Tensor = 0.0,
-    history: Tensor | None = None,
+    history: Tensor | Sequence[Sequence[int]] | None = None,
+    temperature: float | Tensor | None = None,
+    top_k: int | Tensor | None = None,
+    top_p: float | Tensor | None = None,
+    min_p: float | Tensor | None = None,
+    repetition_penalty: float | Tensor | None = None,
+    presence_penalty: float | Tensor | None = None,
+    frequency_penalty: float | Tensor | None = None,
 ) -> Tensor:
     """The distribution :func:`sample` draws from (float32, shaped like ``logits``), via
-    ``torch.ops.aigc.filter_probs``."""
-    squeeze = logits.dim() == 1
-    x = logits.unsqueeze(0) if squeeze else logits
-    values: dict[str, float | int | Tensor] = {
-        "temperature": temperature,
-        "top_k": top_k,
-        "top_p": top_p,
-        "min_p": min_p,
-        "repetition_penalty": repetition_penalty,
-        "presence_penalty": presence_penalty,
-        "frequency_penalty": frequency_penalty,
-    }
-    x, params, hist = _prepare(x, squeeze, history, values)
-    out: Tensor = torch.ops.aigc.filter_probs(x, *params, hist)
+    ``torch.ops.aigc.filter_probs``; arguments as :func:`sample`."""
+    values = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "min_p": min_p,
+              "repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,
+              "frequency_penalty": frequency_penalty}
+    x, prm, hist, squeeze = _prepare(logits, params, history, values)
+    out: Tensor = torch.ops.aigc.filter_probs(x, *prm, hist)
     return out[0] if squeeze else out

@@ -152,7 +152,10 @@ def _history_csr(
         raise ConfigError(f"got {len(per_row)} histories for {rows} rows")
     parts = []
     for r, h in enumerate(per_row):
-        a = np.asarray(h if h is not None else [], dtype=np.int64).reshape(-1)
+        a = np.asarray(h if h is not None else [])
+        if a.size and a.dtype.kind not in "iu":
+            raise ConfigError(f"history of row {r} must hold integer token ids, got dtype {a.dtype}")
+        a = a.astype(np.int64, copy=False).reshape(-1)
         if a.size and int(a.max()) >= vocab:
             bad = int(a[a >= vocab][0])
             raise ConfigError(
@@ -169,9 +172,12 @@ def _history_csr(
 def _keys(value: KeyArg, rows: int, name: str) -> np.ndarray:
     if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _UINT64_MAX:
         return _filled(rows, value, np.uint64)
+    if isinstance(value, int) and not isinstance(value, bool):
+        raise ConfigError(f"{name} must be in [0, 2**64), got {value}")
     arr = np.asarray(value)
     if arr.dtype.kind not in "iu":
-        raise ConfigError(f"{name} must be an int or an array of ints, got {value!r}")
+        raise ConfigError(f"{name} must be an int in [0, 2**64) or an array of them, "
+                          f"got {value!r}")
     if arr.ndim == 0:
         arr = np.full(rows, arr)
     if arr.shape != (rows,):
@@ -212,7 +218,8 @@ def sample(
         threads: worker threads over rows (0 = all cores); no effect on results.
 
     Returns:
-        An ``int`` for 1-D logits, else an ``int32`` array of shape ``(rows,)``.
+        An ``int`` for 1-D logits, else an ``int64`` array of shape ``(rows,)``
+        (the dtype :func:`aigc_engine.ops.sample` returns too).
 
     Raises:
         ValueError: invalid parameters (``ConfigError``) or rows (NaN, ``+inf``,
@@ -232,7 +239,7 @@ def sample(
         threads=_threads(threads),
         **p,
     )
-    return int(out[0]) if single else out
+    return int(out[0]) if single else out.astype(np.int64)
 
 
 def _filter(

@@ -118,7 +118,7 @@ void register_sampling(pybind11::module_& m) {
          Arr<float> min_p, Arr<float> repetition, Arr<float> presence, Arr<float> frequency,
          Arr<std::uint64_t> seeds, Arr<std::uint64_t> streams, Arr<std::uint64_t> steps,
          std::optional<Arr<std::int32_t>> history, std::optional<Arr<std::int64_t>> offsets,
-         int threads, std::optional<py::array_t<std::int32_t, py::array::c_style>> out) {
+         int threads, const py::object& out) {
         BatchArgs a(std::move(logits), std::move(temperature), std::move(top_k), std::move(top_p),
                     std::move(min_p), std::move(repetition), std::move(presence),
                     std::move(frequency), std::move(history), std::move(offsets));
@@ -126,8 +126,23 @@ void register_sampling(pybind11::module_& m) {
         check_vector(seeds, rows, "seeds");
         check_vector(streams, rows, "streams");
         check_vector(steps, rows, "steps");
-        py::array_t<std::int32_t, py::array::c_style> result =
-            out ? *out : py::array_t<std::int32_t, py::array::c_style>(rows);
+        // `out` is written in place, so it must be exactly the array the caller
+        // holds: a conversion (another dtype, a strided view) would write a copy.
+        py::array_t<std::int32_t, py::array::c_style> result;
+        if (out.is_none()) {
+          result = py::array_t<std::int32_t, py::array::c_style>(rows);
+        } else {
+          if (!py::isinstance<py::array>(out))
+            throw std::invalid_argument("out must be a numpy int32 array, got " +
+                                        std::string(py::str(py::type::of(out).attr("__name__"))));
+          py::array given = py::reinterpret_borrow<py::array>(out);
+          if (!given.dtype().is(py::dtype::of<std::int32_t>()))
+            throw std::invalid_argument("out must have dtype int32, got " +
+                                        std::string(py::str(given.dtype())));
+          if (!(given.flags() & py::array::c_style))
+            throw std::invalid_argument("out must be C-contiguous (it is written in place)");
+          result = py::reinterpret_borrow<py::array_t<std::int32_t, py::array::c_style>>(given);
+        }
         if (result.ndim() != 1 || result.shape(0) != rows)
           throw std::invalid_argument("out must have shape (" + std::to_string(rows) + ",), got " +
                                       shape_str(result));
