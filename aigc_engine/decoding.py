@@ -53,6 +53,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _core
 from . import sampling as _sampling
 from .errors import ConfigError
 from .generator import (
@@ -84,6 +85,7 @@ __all__ = [
 _FLOAT_MAX = np.float32(np.finfo(np.float32).max)
 _NO_IDS = np.zeros(0, dtype=np.uint32)
 _NO_COUNTS = np.zeros(0, dtype=np.int32)
+_NO_KEYS = np.zeros(0, dtype=np.uint64)
 _NEG_INF = np.float32(-np.inf)
 #: Longest chunk asked from sample_ahead, and the time a chunk should take at most.
 _AHEAD_MAX = 4096
@@ -166,7 +168,12 @@ class TokenModel:
 
 
 class Sequence_:
-    """One sample being decoded: its tokens, counts, text and what it has emitted."""
+    """One sample being decoded: its tokens, counts, text and what it has released.
+
+    Text handling is O(1) per token: released text is kept as pieces; only
+    the unreleased end (shorter than the longest stop string, which no stop
+    occurrence can start before) is searched and held back.
+    """
 
     def __init__(self, request: TextRequest, index: int, prompt_ids: list[int],
                  tokenizer: Tokenizer) -> None:
@@ -177,8 +184,8 @@ class Sequence_:
         self.ids: list[int] = []
         self.drawn = 0
         self.finish: str | None = None
-        self.text = ""
-        self.emitted = 0
+        self._out: list[str] = []
+        self._held = ""
         self.logprobs: list[TokenLogprob] | None = [] if request.logprobs is not None else None
         self._decoder: Decoder = tokenizer.decoder(request.prompt)
         self._eos = tokenizer.eos_id
@@ -189,11 +196,18 @@ class Sequence_:
         self.penalised = (sp.repetition_penalty != 1.0 or sp.presence_penalty != 0.0
                           or sp.frequency_penalty != 0.0)
         # Distinct tokens in order of first use, and the count of each (dense).
-        self._seen = np.empty(16, dtype=np.int64)
+        self._seen = np.empty(16, dtype=np.int32)
         self.n_seen = 0
         self._counts = np.zeros(tokenizer.vocab_size, dtype=np.int32) if self.penalised else None
         self.draw_params = dataclasses.replace(
             sp, repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0)
+        # Chunks can be taken whole when no per-token rule applies.
+        self.plain = not self._stops and not self._stop_ids and self.logprobs is None
+
+    @property
+    def text(self) -> str:
+        """The completion text so far (released and held)."""
+        return "".join(self._out) + self._held
 
     # -- what the sampler needs ----------------------------------------------------
     def ban_ids(self) -> list[int]:
@@ -211,18 +225,11 @@ class Sequence_:
 
     def penalise(self, row: np.ndarray) -> None:
         """Apply this sequence's penalties to its logits row in place (float32)."""
-        if not self.penalised or self.n_seen == 0:
-            return
-        assert self._counts is not None
-        ids = self._seen[:self.n_seen]
-        sp = self.request.sampling
-        x = row[ids]
-        if sp.repetition_penalty != 1.0:
-            r = np.float32(sp.repetition_penalty)
-            x = np.where(x > 0, x / r, x * r).astype(np.float32, copy=False)
-        c = self._counts[ids].astype(np.float32)
-        x = x - c * np.float32(sp.frequency_penalty) - np.float32(sp.presence_penalty)
-        row[ids] = np.minimum(x, _FLOAT_MAX)
+        if self.n_seen:
+            sp = self.request.sampling
+            _core.penalize_counts(row, self._seen[:self.n_seen], self._counts,
+                                  sp.repetition_penalty, sp.presence_penalty,
+                                  sp.frequency_penalty)
 
     def penalty_history(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct tokens of the completion and their counts (uint32, int32);
@@ -232,6 +239,15 @@ class Sequence_:
         ids = self._seen[:self.n_seen]
         return ids.astype(np.uint32), self._counts[ids]
 
+    def _count(self, token: int) -> None:
+        assert self._counts is not None
+        if self._counts[token] == 0:
+            if self.n_seen == len(self._seen):
+                self._seen = np.concatenate([self._seen, np.empty_like(self._seen)])
+            self._seen[self.n_seen] = token
+            self.n_seen += 1
+        self._counts[token] += 1
+
     # -- accepting drawn tokens ----------------------------------------------------------
     def accept(self, token: int, logprob: TokenLogprob | None = None) -> str:
         """Record one drawn token; returns the text it releases. Sets ``finish`` when done."""
@@ -239,67 +255,73 @@ class Sequence_:
         if self.logprobs is not None and logprob is not None:
             self.logprobs.append(logprob)
         req = self.request
-        ends = (token == self._eos and req.stop_at_eos) or token in self._stop_ids
-        if ends and self.drawn > req.min_tokens:
-            if self.logprobs is not None and self.logprobs:
+        if ((token == self._eos and req.stop_at_eos) or token in self._stop_ids) and \
+                self.drawn > req.min_tokens:
+            if self.logprobs:
                 self.logprobs.pop()  # the log-probabilities follow token_ids
             return self._end("stop")
         self.ids.append(token)
         if self.penalised:
-            assert self._counts is not None
-            if self._counts[token] == 0:
-                if self.n_seen == len(self._seen):
-                    self._seen = np.concatenate([self._seen, np.empty_like(self._seen)])
-                self._seen[self.n_seen] = token
-                self.n_seen += 1
-            self._counts[token] += 1
+            self._count(token)
         piece = self._decoder.push(token)
-        if piece:
-            self.text += piece
-            if self._stops and self.drawn >= req.min_tokens and self._find_stop(len(piece)):
-                return self._end("stop", flush=False)
         if self.drawn >= req.max_tokens:
-            return self._end("length")
-        return self._release()
+            return self._end("length", piece)
+        return self._release(piece) if piece else ""
 
-    def _find_stop(self, added: int) -> bool:
-        # Only a match that overlaps the text just added can be new.
-        at = find_stop(self.text, self._stops,
-                       start=max(0, len(self.text) - added - self._longest_stop + 1))
-        if at < 0:
-            return False
-        self.text = self.text[:at]
-        return True
-
-    def _release(self) -> str:
-        """Emit what no stop string can still claim."""
-        safe = len(self.text)
-        if self._stops:
-            safe -= _held_back(self.text, self._stops, self._longest_stop)
-        if safe <= self.emitted:
+    def accept_plain(self, tokens: np.ndarray) -> str:
+        """Record a chunk of tokens none of which ends the sequence (no stop rule
+        applies per token: see ``plain``); returns the text released."""
+        if not len(tokens):
             return ""
-        out = self.text[self.emitted:safe]
-        self.emitted = safe
-        return out
+        self.drawn += len(tokens)
+        self.ids.extend(tokens.tolist())
+        if self.penalised:
+            for t in tokens.tolist():
+                self._count(t)
+        piece = self._decoder.push_many(tokens)
+        if self.drawn >= self.request.max_tokens:
+            return self._end("length", piece)
+        return self._release(piece) if piece else ""
 
-    def _end(self, reason: str, *, flush: bool = True) -> str:
-        if flush:
-            tail = self._decoder.flush()
-            if tail:
-                self.text += tail
-                if self._stops and self.drawn >= self.request.min_tokens:
-                    self._find_stop(len(tail))
-        self.finish = reason
-        out = self.text[self.emitted:]
-        self.emitted = len(self.text)
+    def _release(self, piece: str) -> str:
+        """Add ``piece``; release what no stop string can still claim."""
+        if not self._stops:
+            self._out.append(piece)
+            return piece
+        text = self._held + piece
+        if self.drawn >= self.request.min_tokens:
+            at = find_stop(text, self._stops)
+            if at >= 0:
+                self._held = ""
+                self.finish = "stop"
+                return self._emit(text[:at])
+        keep = _held_back(text, self._stops, self._longest_stop)
+        self._held = text[len(text) - keep:] if keep else ""
+        return self._emit(text[:len(text) - keep])
+
+    def _emit(self, text: str) -> str:
+        if text:
+            self._out.append(text)
+        return text
+
+    def _end(self, reason: str, piece: str = "") -> str:
+        """Finish: the decoder's held bytes and any held text are released (unless a
+        stop string matches in them)."""
+        out = self._release(piece + self._decoder.flush()) if self._stops else \
+            self._emit(piece + self._decoder.flush())
+        if self.finish is None:
+            out += self._emit(self._held)
+            self._held = ""
+            self.finish = reason
         return out
 
     def completion(self) -> Completion:
         """The finished sample."""
         assert self.finish is not None
         prefix = self.request.prompt if self.request.echo else ""
-        return Completion(index=self.index, text=prefix + self.text, token_ids=list(self.ids),
-                          finish_reason=self.finish, logprobs=self.logprobs)
+        return Completion(index=self.index, text=prefix + "".join(self._out),
+                          token_ids=list(self.ids), finish_reason=self.finish,
+                          logprobs=self.logprobs)
 
 
 def find_stop(text: str, stops: Sequence[str], *, start: int = 0) -> int:
@@ -362,6 +384,10 @@ class DecodeBatch:
         self._state: Any = None
         self._logits: np.ndarray | Any = None
         self._chunk: dict[int, int] = {}
+        self._rows_key: tuple[int, ...] = ()
+        self._params: _sampling.RowParams | None = None
+        self._seeds = self._streams = _NO_KEYS
+        self._want_logprobs = False
 
     def add(self, request: TextRequest) -> list[Sequence_]:
         """Start the ``n`` samples of a seeded request; returns them (in sample order)."""
@@ -382,21 +408,26 @@ class DecodeBatch:
         """Whether no sequence is running or waiting."""
         return not self.running and not self._pending
 
-    def step(self) -> list[Step]:
+    def step(self, *, events: bool = True) -> list[Step]:
         """Advance every sequence; returns ``(sequence, text released, token, finish
-        reason or None)`` for each drawn token."""
+        reason or None)`` for each drawn token. With ``events=False`` a model that
+        samples ahead may report a whole chunk as one item (token -1)."""
         if self.model.samples_ahead:
             self.running.extend(self._pending)
             self._pending = []
-            return self._step_ahead()
+            out: list[Step] = []
+            for s in self.running:
+                self._advance_ahead(s, out, events)
+            self.running = [s for s in self.running if s.finish is None]
+            return out
         self._join()
         if not self.running:
             return []
-        out: list[Step] = []
+        out = []
         tokens = self._draw(out)
-        keep = np.array([i for i, s in enumerate(self.running) if s.finish is None],
-                        dtype=np.int64)
-        if len(keep) < len(self.running):
+        if any(s.finish is not None for s in self.running):
+            keep = np.array([i for i, s in enumerate(self.running) if s.finish is None],
+                            dtype=np.int64)
             self.running = [self.running[i] for i in keep]
             if not self.running:
                 self._state = self._logits = None
@@ -418,37 +449,50 @@ class DecodeBatch:
             self._state, self._logits = state, logits
         self.running.extend(new)
 
+    def _keys(self) -> None:
+        """Per-row parameters and keys, rebuilt when the batch's rows change."""
+        key = tuple(id(s) for s in self.running)
+        if key != self._rows_key:
+            self._rows_key = key
+            self._params = _sampling.RowParams([s.draw_params for s in self.running])
+            self._seeds = np.array([s.seed for s in self.running], dtype=np.uint64)
+            self._streams = np.array([s.index for s in self.running], dtype=np.uint64)
+            self._want_logprobs = any(s.logprobs is not None for s in self.running)
+
     def _draw(self, out: list[Step]) -> np.ndarray:
         seqs = self.running
         rows, device_logits = _as_numpy(self._logits)
         if rows is None:
             return self._draw_torch(device_logits, out)
-        b, v = rows.shape
-        if b != len(seqs) or v != self.tokenizer.vocab_size:
+        if rows.ndim != 2 or rows.shape[0] != len(seqs) or \
+                rows.shape[1] != self.tokenizer.vocab_size:
             raise ConfigError(
                 f"{type(self.model).__name__} returned logits of shape {rows.shape} for "
                 f"{len(seqs)} sequences and a vocabulary of {self.tokenizer.vocab_size}")
         if not rows.flags.writeable:
             rows = rows.copy()
         for r, s in enumerate(seqs):
-            banned = s.banned()
-            if banned:
-                rows[r, banned] = _NEG_INF
-            s.penalise(rows[r])
-        params = [s.draw_params for s in seqs]
-        tokens = _sampling.sample(
-            rows, params, seed=np.array([s.seed for s in seqs], dtype=np.uint64),
-            stream=np.array([s.index for s in seqs], dtype=np.uint64),
-            step=np.array([s.drawn for s in seqs], dtype=np.uint64), threads=self.threads)
-        want = [r for r, s in enumerate(seqs) if s.logprobs is not None]
-        lps = _logprobs(rows, tokens, seqs, want, self.threads) if want else {}
-        for r, s in enumerate(seqs):
-            t = int(tokens[r])
-            out.append((s, s.accept(t, lps.get(r)), t, s.finish))
+            if s.drawn < s.request.min_tokens:
+                rows[r, s.banned()] = _NEG_INF
+            if s.n_seen:
+                s.penalise(rows[r])
+        self._keys()
+        assert self._params is not None
+        steps = np.array([s.drawn for s in seqs], dtype=np.uint64)
+        tokens = _sampling.sample_rows(rows, self._params, self._seeds, self._streams, steps,
+                                       threads=self.threads)
+        if self._want_logprobs:
+            want = [r for r, s in enumerate(seqs) if s.logprobs is not None]
+            lps = _logprobs(rows, tokens, seqs, want, self.threads)
+            for r, s in enumerate(seqs):
+                t = int(tokens[r])
+                out.append((s, s.accept(t, lps.get(r)), t, s.finish))
+        else:
+            for s, t in zip(seqs, tokens.tolist(), strict=True):
+                out.append((s, s.accept(t), t, s.finish))
         return tokens.astype(np.int64)
 
-    def _draw_torch(self, logits: Any, out: list[Step]
-                    ) -> np.ndarray:
+    def _draw_torch(self, logits: Any, out: list[Step]) -> np.ndarray:
         import torch
 
         from . import ops
@@ -459,36 +503,29 @@ class DecodeBatch:
             banned = s.banned()
             if banned:
                 x[r, banned] = float("-inf")
-            if s.penalised and s.n_seen:
+            if s.n_seen:
                 row = x[r].cpu().numpy()
                 s.penalise(row)
                 x[r] = torch.from_numpy(row).to(x.device)
-        params = [s.draw_params for s in seqs]
         dev = x.device
         tokens_t = ops.sample(
-            x, params,
+            x, [s.draw_params for s in seqs],
             seed=torch.tensor([s.seed for s in seqs], dtype=torch.int64, device=dev),
             stream=torch.tensor([s.index for s in seqs], dtype=torch.int64, device=dev),
             step=torch.tensor([s.drawn for s in seqs], dtype=torch.int64, device=dev))
-        tokens = tokens_t.cpu().numpy().astype(np.int32)
+        tokens = tokens_t.cpu().numpy()
         want = [r for r, s in enumerate(seqs) if s.logprobs is not None]
-        lps = _logprobs(x[want].cpu().numpy(), tokens[want], [seqs[r] for r in want],
-                        list(range(len(want))), self.threads) if want else {}
-        lps = {want[k]: v for k, v in lps.items()}
+        lps: dict[int, TokenLogprob] = {}
+        if want:
+            sub = _logprobs(x[want].cpu().numpy(), tokens[want], [seqs[r] for r in want],
+                            list(range(len(want))), self.threads)
+            lps = {want[k]: v for k, v in sub.items()}
         for r, s in enumerate(seqs):
             t = int(tokens[r])
             out.append((s, s.accept(t, lps.get(r)), t, s.finish))
         return tokens.astype(np.int64)
 
-    def _step_ahead(self) -> list[Step]:
-        out: list[Step] = []
-        for s in self.running:
-            self._advance_ahead(s, out)
-        self.running = [s for s in self.running if s.finish is None]
-        return out
-
-    def _advance_ahead(self, s: Sequence_, out: list[Step]
-                       ) -> None:
+    def _advance_ahead(self, s: Sequence_, out: list[Step], events: bool) -> None:
         req = s.request
         key = id(s)
         count = min(self._chunk.get(key, 8), req.max_tokens - s.drawn)
@@ -505,13 +542,19 @@ class DecodeBatch:
         toks = chunk.tokens
         eos = self.tokenizer.eos_id
         n = len(toks)
-        for j in range(n + (1 if chunk.stopped_at_eos else 0)):
-            t = int(toks[j]) if j < n else int(eos if eos is not None else -1)
-            lp = _ahead_logprob(chunk, j, t) if s.logprobs is not None else None
-            out.append((s, s.accept(t, lp), t, s.finish))
-            if s.finish is not None:
-                self._chunk.pop(key, None)
-                return
+        if not events and s.plain:
+            out.append((s, s.accept_plain(toks), -1, s.finish))
+            if chunk.stopped_at_eos and s.finish is None:
+                out.append((s, s.accept(int(eos if eos is not None else -1)), -1, s.finish))
+        else:
+            for j in range(n + (1 if chunk.stopped_at_eos else 0)):
+                t = int(toks[j]) if j < n else int(eos if eos is not None else -1)
+                lp = _ahead_logprob(chunk, j, t) if s.logprobs is not None else None
+                out.append((s, s.accept(t, lp), t, s.finish))
+                if s.finish is not None:
+                    break
+        if s.finish is not None:
+            self._chunk.pop(key, None)
 
 
 def _ahead_logprob(chunk: AheadChunk, j: int, token: int) -> TokenLogprob | None:
@@ -567,7 +610,7 @@ def decode(model: TokenModel, request: TextRequest, *, threads: int = 1) -> Text
     batch = DecodeBatch(model, threads=threads)
     seqs = batch.add(request)
     while not batch.done:
-        batch.step()
+        batch.step(events=False)
     return _result(request, seqs, len(seqs[0].prompt_ids))
 
 

@@ -56,13 +56,16 @@ from aigc_engine.errors import ConfigError
 from aigc_engine.generator import SamplingParams
 
 __all__ = [
+    "RowParams",
     "SamplingParams",
     "apply_penalties",
     "cuda_status",
     "draw_uniform",
     "filter_probs",
     "kept_mask",
+    "penalize_counts",
     "sample",
+    "sample_rows",
 ]
 
 _INT32_MAX = 2**31 - 1
@@ -240,6 +243,40 @@ def sample(
         **p,
     )
     return int(out[0]) if single else out.astype(np.int64)
+
+
+class RowParams:
+    """The sampling parameters of a batch's rows in the core's layout, built once.
+
+    For loops that sample the same rows many times (the engine's decoding
+    loop): :func:`sample_rows` then skips the per-call conversion that
+    :func:`sample` does.
+    """
+
+    def __init__(self, params: Sequence[SamplingParams]) -> None:
+        self.rows = len(params)
+        self.arrays = _param_arrays(list(params), self.rows) if params else {
+            name: np.zeros(0, dtype=dt) for name, dt in _FIELDS}
+
+
+def sample_rows(logits: np.ndarray, params: RowParams, seeds: np.ndarray, streams: np.ndarray,
+                steps: np.ndarray, *, threads: int = 1) -> np.ndarray:
+    """:func:`sample` without conversions: float32 C-contiguous ``(rows, V)`` logits,
+    uint64 key arrays of ``rows`` values, no history (apply penalties first with
+    :func:`penalize_counts`). Returns int32 ids (the core's own array)."""
+    out: np.ndarray = _core.sample_batch(logits, seeds=seeds, streams=streams, steps=steps,
+                                         history=None, history_offsets=None, threads=threads,
+                                         **params.arrays)
+    return out
+
+
+def penalize_counts(row: np.ndarray, ids: np.ndarray, counts: np.ndarray,
+                    params: SamplingParams) -> None:
+    """Apply ``params``' penalties in place to one float32 row, for the distinct
+    token ``ids`` (int32) seen ``counts[id]`` times (int32, one entry per token):
+    the formula :func:`sample` applies to a history, from counts kept incrementally."""
+    _core.penalize_counts(row, ids, counts, params.repetition_penalty, params.presence_penalty,
+                          params.frequency_penalty)
 
 
 def _filter(

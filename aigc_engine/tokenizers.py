@@ -61,6 +61,10 @@ class Decoder:
         """The text that this token completes (often one piece, sometimes empty)."""
         return self._utf8.decode(self._bytes(token_id))
 
+    def push_many(self, token_ids: Any) -> str:
+        """The text a run of tokens completes (as pushing them one by one)."""
+        return self._utf8.decode(b"".join(self._bytes(int(t)) for t in token_ids))
+
     def flush(self) -> str:
         """The end of the text: held bytes that never completed a character."""
         return self._utf8.decode(b"", final=True)

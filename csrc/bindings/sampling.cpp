@@ -201,6 +201,25 @@ void register_sampling(pybind11::module_& m) {
       "The filtered distribution per row: (probs float32 | None, kept bool | None).");
 
   m.def(
+      "penalize_counts",
+      [](py::array_t<float, py::array::c_style> row, Arr<std::int32_t> ids,
+         py::array_t<std::int32_t, py::array::c_style> counts, float repetition, float presence,
+         float frequency) {
+        if (row.ndim() != 1 || !row.writeable())
+          throw std::invalid_argument("row must be a writeable 1-D float32 array");
+        if (counts.ndim() != 1 || counts.shape(0) != row.shape(0))
+          throw std::invalid_argument("counts must have one entry per token of the row");
+        float* r = row.mutable_data();
+        const py::ssize_t n = row.shape(0), len = ids.size();
+        const std::int32_t* id = ids.data();
+        const std::int32_t* c = counts.data();
+        sampling::penalize_counts(r, n, id, len, c, repetition, presence, frequency);
+      },
+      py::arg("row").noconvert(), py::arg("ids"), py::arg("counts").noconvert(),
+      py::arg("repetition_penalty"), py::arg("presence_penalty"), py::arg("frequency_penalty"),
+      "In place: the penalties of the distinct `ids` with `counts[id]` occurrences (the decoding "
+      "loop's incremental counts) applied to one float32 row.");
+  m.def(
       "penalize_batch",
       [](Arr<float> logits, Arr<float> temperature, Arr<std::int32_t> top_k, Arr<float> top_p,
          Arr<float> min_p, Arr<float> repetition, Arr<float> presence, Arr<float> frequency,

@@ -95,6 +95,15 @@ void sample_batch(const Batch& batch, const std::uint64_t* seeds, const std::uin
 // filter_row over a batch; probs and kept (rows x n, row-major, may be null).
 void filter_batch(const Batch& batch, float* probs, std::uint8_t* kept, unsigned threads);
 
+// Penalties from counts kept by the caller (the decoding loop keeps them
+// incrementally): for each of the `len` distinct ids, row[id] becomes
+// penalised_logit(row[id], counts[id], ...), the formula the sampler applies
+// to a history. `counts` is indexed by token id (n entries). In place; throws
+// std::invalid_argument for an id outside [0, n) and for invalid penalties.
+void penalize_counts(float* row, std::int64_t n, const std::int32_t* ids, std::int64_t len,
+                     const std::int32_t* counts, float repetition, float presence,
+                     float frequency);
+
 // The uniform number in [0, 1) a draw with this key uses (for tests).
 double draw_uniform_of(const DrawKey& key);
 

@@ -72,9 +72,25 @@ class _NgramDecoder(Decoder):
     whitespace token as a space; ``</s>`` is a line break."""
 
     def __init__(self, tokenizer: NgramTokenizer, *, at_line_start: bool) -> None:
+        self._lm = tokenizer.lm
         self._words = tokenizer.words
         self._char = tokenizer.char
         self._line_start = at_line_start
+
+    def push_many(self, token_ids: Any) -> str:
+        ids = [int(t) for t in token_ids]
+        if not ids:
+            return ""
+        # The core joins a run as push() would, from a line start.
+        text = str(self._lm.detokenize(ids))
+        if not self._char and not self._line_start and ids[0] != NgramModel.eos_id and text:
+            text = " " + text
+        last = ids[-1]
+        if last == NgramModel.eos_id:
+            self._line_start = True
+        elif last != NgramModel.bos_id:
+            self._line_start = False
+        return text
 
     def push(self, token_id: int) -> str:
         if token_id == NgramModel.eos_id:
