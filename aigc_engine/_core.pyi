@@ -66,8 +66,16 @@ class NgramModel:
                  top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
                  repetition_penalty: float = 1.0, presence_penalty: float = 0.0,
                  frequency_penalty: float = 0.0, seed: int = 0, stream: int = 0,
-                 bos: bool = True, stop_at_eos: bool = True, allow_unk: bool = False
-                 ) -> npt.NDArray[np.int32]: ...
+                 first_step: int = 0, bos: bool = True, stop_at_eos: bool = True,
+                 allow_unk: bool = False) -> npt.NDArray[np.int32]: ...
+    def generate_chunk(self, context: _Context, count: int, *, temperature: float = 1.0,
+                       top_k: int = 0, top_p: float = 1.0, min_p: float = 0.0,
+                       repetition_penalty: float = 1.0, presence_penalty: float = 0.0,
+                       frequency_penalty: float = 0.0, seed: int = 0, stream: int = 0,
+                       first_step: int = 0, bos: bool = True, stop_at_eos: bool = True,
+                       history_ids: Any = ..., history_counts: Any = ..., min_tokens: int = 0,
+                       ban_ids: list[int] = ..., logprobs: int = -1) -> dict[str, Any]: ...
+    def detokenize(self, ids: _Context) -> str: ...
 
 # Sampling (csrc/bindings/sampling.cpp): low level, called by aigc_engine.sampling and
 # aigc_engine.ops with arrays they have already checked; see those modules for types.

@@ -258,7 +258,7 @@ def _result_json(result: TextResult) -> dict[str, Any]:
 @click.option("--min-p", type=float, default=0.0, show_default=True,
               help="Keep tokens at least this fraction of the most likely one (0 = off).")
 @click.option("--repetition-penalty", type=float, default=1.0, show_default=True,
-              help="Divide (multiply if negative) the scores of tokens already generated (1 = off).")
+              help="Divide (multiply if negative) the scores of tokens generated (1 = off).")
 @click.option("--presence-penalty", type=float, default=0.0, show_default=True,
               help="Subtract from the scores of tokens already generated.")
 @click.option("--frequency-penalty", type=float, default=0.0, show_default=True,
@@ -299,8 +299,7 @@ def generate(bundle: Path, prompt: str, max_tokens: int, min_tokens: int, temper
         lab = None
         if labels:
             lab = tuple(labels) * n if len(labels) == 1 else tuple(labels)
-        result = gen.generate(n=n, seed=seed, labels=lab)
-        _image_out(gen, result, out)
+        _image_out(gen, gen.generate(n=n, seed=seed, labels=lab), out)
         return
     if not isinstance(gen, TextGenerator):
         raise click.UsageError(f"cannot generate from a {gen.modality} generator")

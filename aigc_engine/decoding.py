@@ -61,8 +61,8 @@ from .generator import (
     SamplingParams,
     TextDone,
     TextEvent,
-    TextRequest,
     TextGenerator,
+    TextRequest,
     TextResult,
     TokenLogprob,
     Usage,
@@ -159,9 +159,9 @@ class TokenModel:
 
         Token ``j`` of the chunk is drawn with the key ``(seed, stream,
         first_step + j)``, penalties over ``history`` (the completion's distinct
-        ids and their counts) and the tokens drawn since, ``ban_ids`` impossible while ``first_step + j <
-        min_tokens``; with ``stop_at_eos`` the chunk ends at an end-of-text
-        (reported by ``stopped_at_eos``; the end-of-text is not in ``tokens``).
+        ids and their counts) and the tokens drawn since, ``ban_ids`` impossible
+        while ``first_step + j < min_tokens``; with ``stop_at_eos`` the chunk ends
+        at an end-of-text (reported by ``stopped_at_eos``; not in ``tokens``).
         ``logprobs``: as the loop reports them (see the module docstring).
         """
         raise NotImplementedError

@@ -195,7 +195,8 @@ class TextRequest:
         ids = self.stop_token_ids
         if not isinstance(ids, (tuple, list)) or not all(
                 isinstance(i, int) and not isinstance(i, bool) and 0 <= i < 2**31 for i in ids):
-            raise ConfigError(f"stop_token_ids must be a list of token ids (ints >= 0), got {ids!r}")
+            raise ConfigError(
+                f"stop_token_ids must be a list of token ids (ints >= 0), got {ids!r}")
         object.__setattr__(self, "stop_token_ids", tuple(ids))
         m = self.min_tokens
         if isinstance(m, bool) or not isinstance(m, int) or not 0 <= m <= self.max_tokens:

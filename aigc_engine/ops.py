@@ -378,7 +378,7 @@ def _history_tensor(history: Any, rows: int, squeeze: bool, dev: torch.device) -
         history = padded
     elif history.dtype.is_floating_point or history.dtype == torch.bool:
         raise ValueError(f"history must hold integer token ids, got {history.dtype}")
-    hist = history.to(device=dev, dtype=torch.int64)
+    hist: Tensor = history.to(device=dev, dtype=torch.int64)
     if squeeze and hist.dim() == 1:
         hist = hist.unsqueeze(0)
     return hist

@@ -157,7 +157,8 @@ def _history_csr(
     for r, h in enumerate(per_row):
         a = np.asarray(h if h is not None else [])
         if a.size and a.dtype.kind not in "iu":
-            raise ConfigError(f"history of row {r} must hold integer token ids, got dtype {a.dtype}")
+            raise ConfigError(
+                f"history of row {r} must hold integer token ids, got dtype {a.dtype}")
         a = a.astype(np.int64, copy=False).reshape(-1)
         if a.size and int(a.max()) >= vocab:
             bad = int(a[a >= vocab][0])

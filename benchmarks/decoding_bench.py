@@ -71,8 +71,8 @@ def ngram_throughput(gen: Any, rounds: int, tokens: int) -> None:
             prev_t.append(time.perf_counter() - t0)
             assert text == prompt + res.text, "the two paths must give the same text"
         lt, pt = statistics.median(loop_t), statistics.median(prev_t)
-        print(f"   top_k={top_k:<3} loop {tokens / lt:>10,.0f} tok/s   previous {tokens / pt:>10,.0f}"
-              f" tok/s   ratio loop/previous {pt / lt:.3f}")
+        print(f"   top_k={top_k:<3} loop {tokens / lt:>10,.0f} tok/s   "
+              f"previous {tokens / pt:>10,.0f} tok/s   ratio loop/previous {pt / lt:.3f}")
 
 
 class Trivial:

@@ -3,7 +3,6 @@ chunking is exact, logprobs, min_tokens, bits per byte, and Ctrl-C from the CLI.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import signal
@@ -17,7 +16,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from aigc_engine import Engine, TextRequest
+from aigc_engine import TextRequest
 from aigc_engine.decoding import TokenModel, decode
 from aigc_engine.plugins.ngram.generator import NgramGenerator
 from aigc_engine.sampling import filter_probs

@@ -20,9 +20,10 @@ from aigc_engine.plugin_api import (
     ModelFormatError,
     Progress,
     TextDataset,
-    TokenModel,
     Tokenizer,
+    TokenModel,
     TokenTextGenerator,
+    text_metrics,
 )
 
 BOS = "\x02"  # pads the start of every line
@@ -152,15 +153,19 @@ class MarkovGenerator(TokenTextGenerator):
         return sorted(self.probabilities(context), key=lambda cp: -cp[1])[:k]
 
     def evaluate(self, data: Any) -> dict[str, Any]:
-        """Per-character perplexity (end of line included) and the characters scored."""
+        """Bits per byte and nats per character (end of line included), as every text
+        generator reports them, with the per-character perplexity. Characters
+        outside the alphabet are skipped (counted in ``unknown_characters``; their
+        bytes still count in ``bytes``)."""
         self.require_trained("evaluate")
         dataset = self.dataset(data)
         if not isinstance(dataset, TextDataset):
             raise ConfigError("markov evaluates on text")
-        log_sum, scored, unknown = 0.0, 0, 0
+        log_sum, scored, unknown, size = 0.0, 0, 0, 0
         for line in dataset.lines():
             if not line:
                 continue
+            size += len(line.encode("utf-8")) + 1
             padded = BOS * self.order + line + EOS
             for i in range(self.order, len(padded)):
                 char = padded[i]
@@ -172,8 +177,8 @@ class MarkovGenerator(TokenTextGenerator):
                 scored += 1
         if not scored:
             raise ConfigError(f"dataset {dataset.name!r} has nothing to score")
-        return {"perplexity": math.exp(-log_sum / scored), "characters": scored,
-                "unknown_characters": unknown}
+        return {**text_metrics(nats=-log_sum, tokens=scored, text_bytes=size),
+                "characters": scored, "unknown_characters": unknown}
 
     def token_model(self) -> TokenModel:
         """The chain as the engine's decoding loop drives it: one row of
