@@ -388,6 +388,53 @@ def info(bundle: Path, as_json: bool) -> None:
         click.echo(f"file        {name} ({entry['size']:,} bytes)")
 
 
+@cli.command()
+@click.argument("bundles", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--name", "names", multiple=True,
+              help="Model name for each bundle, in order (default: the bundle's folder name).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on (127.0.0.1: this machine only).")
+@click.option("--port", type=click.IntRange(0, 65535), default=8000, show_default=True)
+@click.option("--api-key", default=None, envvar="AIGC_API_KEY",
+              help="Require 'Authorization: Bearer KEY' on /v1 (or set AIGC_API_KEY).")
+@click.option("--slots", type=click.IntRange(1, 4096), default=16, show_default=True,
+              help="Most sequences a model decodes at once (continuous batching).")
+@click.option("--queue", "queue_size", type=click.IntRange(1, 100000), default=64,
+              show_default=True, help="Requests that may wait for a slot (then 429).")
+@click.option("--max-tokens-limit", type=click.IntRange(1, 2**31 - 1), default=4096,
+              show_default=True, help="Largest max_tokens a request may ask for.")
+@click.option("--max-body", type=click.IntRange(1024, 2**31 - 1), default=1 << 20,
+              show_default=True, help="Largest request body in bytes (then 413).")
+@click.option("--log-level", default="info", show_default=True,
+              type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+def serve(bundles: tuple[Path, ...], names: tuple[str, ...], host: str, port: int,
+          api_key: str | None, slots: int, queue_size: int, max_tokens_limit: int,
+          max_body: int, log_level: str) -> None:
+    """Serve BUNDLE... (or ARPA files) over an OpenAI-compatible HTTP API.
+
+    \b
+    Endpoints: /v1/models, /v1/completions, /v1/chat/completions,
+    /v1/images/generations, /health (503 until loaded), /metrics, and a
+    playground page at /. SIGTERM drains: requests in flight finish, new ones
+    get 503. Needs the [serve] extra; no torch for n-gram and exported models.
+    """
+    from .serve import Limits, create_app, run
+
+    if len(names) > len(bundles):
+        raise click.UsageError(f"{len(names)} --name values for {len(bundles)} bundle(s)")
+    chosen = list(names) + [b.stem if b.is_file() else b.name for b in bundles[len(names):]]
+    if len(set(chosen)) != len(chosen):
+        raise click.UsageError(f"two models would share a name: {chosen}; use --name")
+    for b in bundles:
+        if not b.exists():
+            raise click.UsageError(f"{b} does not exist")
+    app = create_app(dict(zip(chosen, bundles, strict=True)), api_key=api_key,
+                     limits=Limits(max_tokens=max_tokens_limit), slots=slots,
+                     queue_size=queue_size, max_body=max_body, engine=get_engine())
+    click.echo(f"serving {', '.join(chosen)} on http://{host}:{port}/", err=True)
+    run(app, host=host, port=port, log_level=log_level)
+
+
 DEMO_GENERATORS = ("ngram", "template")
 
 

@@ -375,10 +375,14 @@ class DecodeBatch:
     A sequence's tokens never depend on the other sequences in the batch.
     """
 
-    def __init__(self, model: TokenModel, *, threads: int = 1) -> None:
+    def __init__(self, model: TokenModel, *, threads: int = 1,
+                 chunk_seconds: float = _AHEAD_SECONDS) -> None:
         self.model = model
         self.tokenizer = model.tokenizer
         self.threads = threads
+        #: For models that sample ahead: how long one sequence's chunk may take
+        #: (a server keeps it short so that every sequence moves often).
+        self.chunk_seconds = chunk_seconds
         self.running: list[Sequence_] = []
         self._pending: list[Sequence_] = []
         self._state: Any = None
@@ -407,6 +411,25 @@ class DecodeBatch:
     def done(self) -> bool:
         """Whether no sequence is running or waiting."""
         return not self.running and not self._pending
+
+    def cancel(self, seqs: Sequence[Sequence_]) -> None:
+        """Stop these sequences (a client went away): they leave at the next step."""
+        gone = {id(s) for s in seqs}
+        self._pending = [s for s in self._pending if id(s) not in gone]
+        for s in self.running:
+            if id(s) in gone and s.finish is None:
+                s.finish = "cancelled"
+        if any(s.finish is not None for s in self.running) and not self.model.samples_ahead:
+            keep = np.array([i for i, s in enumerate(self.running) if s.finish is None],
+                            dtype=np.int64)
+            self.running = [self.running[i] for i in keep]
+            if self.running:
+                self._state = self.model.select(self._state, keep)
+                self._logits = self._logits[keep]
+            else:
+                self._state = self._logits = None
+        else:
+            self.running = [s for s in self.running if s.finish is None]
 
     def step(self, *, events: bool = True) -> list[Step]:
         """Advance every sequence; returns ``(sequence, text released, token, finish
@@ -535,9 +558,9 @@ class DecodeBatch:
             stream=s.index, first_step=s.drawn, count=count, min_tokens=req.min_tokens,
             stop_at_eos=req.stop_at_eos, ban_ids=s.ban_ids(), logprobs=req.logprobs)
         took = time.perf_counter() - start
-        if took < _AHEAD_SECONDS / 2:
+        if took < self.chunk_seconds / 2:
             self._chunk[key] = min(_AHEAD_MAX, count * 2)
-        elif took > _AHEAD_SECONDS:
+        elif took > self.chunk_seconds:
             self._chunk[key] = max(8, count // 2)
         toks = chunk.tokens
         eos = self.tokenizer.eos_id
