@@ -32,10 +32,15 @@ def run(app: object, *, host: str = "127.0.0.1", port: int = 8000,
         log_level: str = "info") -> None:
     """Serve ``app`` with uvicorn until SIGINT/SIGTERM; SIGTERM drains first: requests
     in flight finish, new ones get 503, then the server exits."""
+    import sys
     import threading
     import time
 
     import uvicorn
+
+    # The event loop and the model workers are threads of one process: a short
+    # switch interval lets the loop answer while a worker decodes (default 5 ms).
+    sys.setswitchinterval(0.0005)
 
     config = uvicorn.Config(app, host=host, port=port, log_level=log_level)  # type: ignore[arg-type]
 

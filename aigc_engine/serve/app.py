@@ -427,11 +427,10 @@ async def completions(st: ServeState, body: dict[str, Any]) -> Response:
             if isinstance(item, tuple):
                 final[i] = item[1]
                 continue
-            for index, text, _token, finish in item:
-                if text or finish:
-                    yield json.dumps({**head, "choices": [
-                        {"index": i * n + index, "text": text, "logprobs": None,
-                         "finish_reason": finish}]})
+            for index, text, finish in _coalesce(item):
+                yield json.dumps({**head, "choices": [
+                    {"index": i * n + index, "text": text, "logprobs": None,
+                     "finish_reason": finish}]})
         if include_usage:
             yield json.dumps({**head, "choices": [], "usage": _usage(requests, final)})
         yield "[DONE]"
@@ -484,7 +483,7 @@ async def chat_completions(st: ServeState, body: dict[str, Any]) -> Response:
             if isinstance(item, tuple):
                 final = item[1]
                 continue
-            for index, text, _token, finish in item:
+            for index, text, finish in _coalesce(item):
                 if index not in started and text:
                     text = _reply(text)
                     if text:
@@ -499,6 +498,17 @@ async def chat_completions(st: ServeState, body: dict[str, Any]) -> Response:
         yield "[DONE]"
 
     return EventSourceResponse(events(), ping=15)
+
+
+def _coalesce(items: list[tuple[int, str, int, str | None]]) -> list[tuple[int, str, str | None]]:
+    """One streamed piece per sample per step: the text of its tokens joined, and
+    its finish reason (if it ended); samples with nothing to say are left out."""
+    text: dict[int, str] = {}
+    finish: dict[int, str | None] = {}
+    for index, piece, _token, end in items:
+        text[index] = text.get(index, "") + piece
+        finish[index] = end or finish.get(index)
+    return [(i, text[i], finish[i]) for i in text if text[i] or finish[i]]
 
 
 def _reply(text: str) -> str:

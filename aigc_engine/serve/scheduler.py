@@ -29,7 +29,8 @@ class Job:
     """One request in a worker: its sequences and the queue its events go to.
 
     Events arrive in ``events`` as ``(tag, item)``: ``item`` is a list of
-    ``(sample index, text, token, finish reason)``, ``("done", sequences)`` at
+    ``(sample index, text, token, finish reason)`` (one per token, or one per
+    chunk of a model that samples ahead, token -1), ``("done", sequences)`` at
     the end, or an exception that failed the request.
     """
 
@@ -42,6 +43,7 @@ class Job:
         self.seqs: list[Sequence_] = []
         self.cancelled = False
         self.created = time.perf_counter()
+        self.reported = 0  # tokens counted in the metrics so far
 
     def send(self, item: Any) -> None:
         """Hand an event to the request's coroutine (thread-safe)."""
@@ -123,7 +125,7 @@ class Worker:
             if batch.done:
                 continue
             try:
-                steps = batch.step()
+                steps = batch.step(events=False)
             except Exception as exc:  # the model failed: fail its requests, keep serving
                 for job in self._jobs:
                     job.send(exc)
@@ -140,8 +142,10 @@ class Worker:
                 items = per_job.get(id(job))
                 if items:
                     job.send(items)
+                    drawn = sum(s.drawn for s in job.seqs)
                     if self._on_tokens is not None:
-                        self._on_tokens(self.name, len(items))
+                        self._on_tokens(self.name, drawn - job.reported)
+                    job.reported = drawn
                 if all(s.finish is not None for s in job.seqs):
                     job.send(("done", job.seqs))
                     self._jobs.remove(job)

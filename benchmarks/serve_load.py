@@ -1,0 +1,164 @@
+"""Benchmark: `aigc serve` under load (loopback only, bounded).
+
+Starts the real server (``python -m aigc_engine serve``) on a free 127.0.0.1
+port with an n-gram bundle (order 5 on gutenberg.txt by default, or
+``--corpus ts_train.txt`` for a quick run; ``--bundle PATH`` serves any
+bundle instead, such as an exported Transformer), then for 1, 4, 16 and 64
+concurrent streaming clients sends ``--requests`` requests per client and
+reports aggregate tokens/s, time to first token p50/p99 and inter-token
+latency p50/p99 (between streamed pieces of one sample).
+
+Also: the server's own overhead for a one-token completion, HTTP + JSON +
+scheduling, against a direct Python call of the same generator (medians over
+``--overhead`` sequential requests on one keep-alive connection).
+
+    python benchmarks/serve_load.py [--corpus gutenberg.txt] [--order 5] [--max-tokens 128]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pct(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(q * len(values)))]
+
+
+async def one_client(http: httpx.AsyncClient, model: str, requests: int, max_tokens: int,
+                     seed: int, stats: dict[str, list[float]]) -> int:
+    tokens = 0
+    for r in range(requests):
+        body = {"model": model, "prompt": "the king", "max_tokens": max_tokens, "stream": True,
+                "seed": seed * 1000 + r, "ignore_eos": True, "top_k": 40,
+                "stream_options": {"include_usage": True}}
+        start = time.perf_counter()
+        last = None
+        async with http.stream("POST", "/v1/completions", json=body) as resp:
+            resp.raise_for_status()
+            async for line in resp.aiter_lines():
+                if not line.startswith("data: ") or line == "data: [DONE]":
+                    continue
+                chunk = json.loads(line[6:])
+                now = time.perf_counter()
+                if chunk.get("usage"):
+                    tokens += chunk["usage"]["completion_tokens"]
+                    continue
+                if any(c["text"] for c in chunk["choices"]):
+                    if last is None:
+                        stats["ttft"].append(now - start)
+                    else:
+                        stats["itl"].append(now - last)
+                    last = now
+    return tokens
+
+
+async def load(url: str, model: str, clients: int, requests: int, max_tokens: int) -> None:
+    stats: dict[str, list[float]] = {"ttft": [], "itl": []}
+    limits = httpx.Limits(max_connections=clients + 4, max_keepalive_connections=clients + 4)
+    async with httpx.AsyncClient(base_url=url, timeout=300, limits=limits) as http:
+        start = time.perf_counter()
+        counts = await asyncio.gather(*[one_client(http, model, requests, max_tokens, c, stats)
+                                        for c in range(clients)])
+        took = time.perf_counter() - start
+    total = sum(counts)
+    print(f"{clients:>7} | {total / took:>12,.0f} | {pct(stats['ttft'], .5) * 1e3:>8.1f} "
+          f"{pct(stats['ttft'], .99) * 1e3:>8.1f} | {pct(stats['itl'], .5) * 1e3:>8.2f} "
+          f"{pct(stats['itl'], .99) * 1e3:>8.2f}", flush=True)
+
+
+def overhead(url: str, model: str, bundle: Path, rounds: int) -> None:
+    from aigc_engine import Engine
+
+    gen: Any = Engine().load(bundle)
+    direct, served = [], []
+    body = {"model": model, "prompt": "the king", "max_tokens": 1, "seed": 1}
+    with httpx.Client(base_url=url, timeout=60) as http:
+        for i in range(rounds):
+            t0 = time.perf_counter()
+            gen.generate("the king", max_tokens=1, seed=i)
+            direct.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            http.post("/v1/completions", json={**body, "seed": i}).raise_for_status()
+            served.append(time.perf_counter() - t0)
+    d, s = statistics.median(direct), statistics.median(served)
+    print(f"\none-token completion: direct call {d * 1e3:.3f} ms, through the server "
+          f"{s * 1e3:.3f} ms: overhead {(s - d) * 1e3:.3f} ms per request (median; target "
+          f"<= 2 ms); fastest: {min(direct) * 1e3:.3f} vs {min(served) * 1e3:.3f} ms, "
+          f"{(min(served) - min(direct)) * 1e3:.3f} ms (the client's own HTTP work included)")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--corpus", default="gutenberg.txt")
+    ap.add_argument("--order", type=int, default=5)
+    ap.add_argument("--bundle", type=Path, default=None)
+    ap.add_argument("--clients", default="1,4,16,64")
+    ap.add_argument("--requests", type=int, default=4)
+    ap.add_argument("--max-tokens", type=int, default=128)
+    ap.add_argument("--overhead", type=int, default=300)
+    args = ap.parse_args()
+    print(f"load average {os.getloadavg()}, {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as tmp:
+        bundle = args.bundle
+        if bundle is None:
+            from aigc_engine.plugins.ngram.generator import NgramGenerator
+
+            t0 = time.perf_counter()
+            gen = NgramGenerator(order=args.order)
+            gen.fit(str(DATA / args.corpus))
+            bundle = gen.save(Path(tmp) / "lm")
+            print(f"order-{args.order} n-gram on {args.corpus} in {time.perf_counter() - t0:.1f} s")
+        port = free_port()
+        url = f"http://127.0.0.1:{port}"
+        server = subprocess.Popen(
+            [sys.executable, "-m", "aigc_engine", "serve", str(bundle), "--name", "m",
+             "--port", str(port), "--slots", "64", "--queue", "256", "--log-level", "warning"])
+        try:
+            deadline = time.monotonic() + 300
+            while time.monotonic() < deadline:
+                try:
+                    if httpx.get(url + "/health").status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            # Warm-up: the first top-k request builds the model's index.
+            httpx.post(url + "/v1/completions", json={"model": "m", "prompt": "the",
+                                                      "max_tokens": 4, "top_k": 40},
+                       timeout=300).raise_for_status()
+            print(f"\n{args.requests} streamed requests of {args.max_tokens} tokens per client\n"
+                  f"clients | tokens/s agg | ttft p50      p99 (ms) | itl p50      p99 (ms)")
+            for c in [int(x) for x in args.clients.split(",")]:
+                asyncio.run(load(url, "m", c, args.requests, args.max_tokens))
+            overhead(url, "m", bundle, args.overhead)
+        finally:
+            server.terminate()
+            server.wait(timeout=60)
+
+
+if __name__ == "__main__":
+    main()
