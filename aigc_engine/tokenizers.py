@@ -141,6 +141,22 @@ class Tokenizer(abc.ABC):
         return f"<{type(self).__name__} vocab_size={self.vocab_size}>"
 
 
+class _TableTokenizer(Tokenizer):
+    """A tokenizer whose ids index a table of byte strings (``_table``)."""
+
+    _table: list[bytes]
+
+    @property
+    def vocab_size(self) -> int:
+        return len(self._table)
+
+    def token_bytes(self, token_id: int) -> bytes:
+        if 0 <= token_id < len(self._table):
+            return self._table[token_id]
+        self._check_id(int(token_id))
+        raise AssertionError("unreachable")
+
+
 class ByteTokenizer(Tokenizer):
     """Ids 0-255 are the bytes of the UTF-8 text; 256 is end-of-text, 257 padding."""
 
@@ -181,7 +197,7 @@ class ByteTokenizer(Tokenizer):
         return {"kind": "byte"}
 
 
-class CharTokenizer(Tokenizer):
+class CharTokenizer(_TableTokenizer):
     """One id per Unicode code point of an alphabet (sorted), then end-of-text.
 
     Characters outside the alphabet: with ``byte_fallback`` they are encoded as
@@ -216,10 +232,6 @@ class CharTokenizer(Tokenizer):
             chars.update(t)
         return cls(chars, byte_fallback=byte_fallback)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self._table)
-
     def encode(self, text: str) -> list[int]:
         index = self._index
         try:
@@ -241,12 +253,6 @@ class CharTokenizer(Tokenizer):
                 )
         return out
 
-    def token_bytes(self, token_id: int) -> bytes:
-        if 0 <= token_id < len(self._table):
-            return self._table[token_id]
-        self._check_id(int(token_id))
-        raise AssertionError("unreachable")
-
     def to_json(self) -> dict[str, Any]:
         return {"kind": "char", "alphabet": self.alphabet, "byte_fallback": self.byte_fallback}
 
@@ -265,7 +271,7 @@ def _gpt2_byte_map() -> dict[str, int]:
     return {chr(c): b for b, c in zip(keep, chars, strict=True)}
 
 
-class BPETokenizer(Tokenizer):
+class BPETokenizer(_TableTokenizer):
     """Byte-level BPE (GPT-2 style) run by Hugging Face ``tokenizers``.
 
     Trained with :meth:`train`; saved as ``tokenizer.json`` in the bundle.
@@ -322,18 +328,8 @@ class BPETokenizer(Tokenizer):
             raise ModelFormatError(f"{path} is not a valid tokenizer.json: {exc}") from None
         return cls(tok)
 
-    @property
-    def vocab_size(self) -> int:
-        return len(self._table)
-
     def encode(self, text: str) -> list[int]:
         return list(self._tok.encode(text, add_special_tokens=False).ids)
-
-    def token_bytes(self, token_id: int) -> bytes:
-        if 0 <= token_id < len(self._table):
-            return self._table[token_id]
-        self._check_id(int(token_id))
-        raise AssertionError("unreachable")
 
     def to_json(self) -> dict[str, Any]:
         return {"kind": "bpe", "vocab_size": self.vocab_size, "file": BPE_FILE}

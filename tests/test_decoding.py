@@ -352,3 +352,19 @@ def test_result_processors_apply_to_streams_and_wrappers_get_errors() -> None:
     # The inner failure reaches the wrapper at its yield (pluggy's wrapper contract).
     assert out.texts == ["[error: plugin 'fails' failed in aigc_process_result: "
                          "RuntimeError: inner failed]"]
+
+
+def test_torch_cpu_logits_are_sampled_like_numpy_ones() -> None:
+    torch = pytest.importorskip("torch")
+
+    class TorchRandom(Random):
+        def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+            rows, state = super().prefill(prompts)
+            return torch.from_numpy(rows).to(torch.float64), state  # any float dtype
+
+        def step(self, tokens: np.ndarray, state: Any) -> tuple[Any, Any]:
+            rows, state = super().step(tokens, state)
+            return torch.from_numpy(rows), state
+
+    request = req(n=3, max_tokens=25, top_p=0.8, presence_penalty=0.7, logprobs=1)
+    assert decode(TorchRandom(), request).texts == decode(Random(), request).texts
