@@ -361,10 +361,13 @@ def eval_(bundle: Path, source: str, as_json: bool) -> None:
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--format", "fmt", required=True, help="e.g. onnx, arpa, binary.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
-def export(bundle: Path, fmt: str, output: Path) -> None:
+@click.option("--quantize", type=click.Choice(["int8"]), default=None,
+              help="onnx for text models: dynamic int8 quantization of the MatMuls.")
+def export(bundle: Path, fmt: str, output: Path, quantize: str | None) -> None:
     """Export BUNDLE to another format (what each generator offers: `aigc info`)."""
     gen = get_engine().load(bundle)
-    path = gen.export(output, format=fmt)
+    options = {"quantize": quantize} if quantize else {}
+    path = gen.export(output, format=fmt, **options)
     click.echo(f"wrote {path}", err=True)
 
 
