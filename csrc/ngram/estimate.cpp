@@ -14,6 +14,7 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <optional>
@@ -211,7 +212,9 @@ void estimate_to_arpa(std::string_view corpus, bool is_path, const std::string& 
   Vocabulary vocab;
   std::vector<stages::Discount> discounts;
   std::vector<bool> used_fallback;
-  stages::ArpaSink sink(arpa_path);
+  const std::size_t chunk = static_cast<std::size_t>(
+      std::clamp<std::uint64_t>(options.memory / 64, 1 << 16, 4 << 20));
+  stages::ArpaSink sink(arpa_path, chunk, plan.threads > 1);
   stages::estimate_bounded(corpus, is_path, plan, options, vocab, sink, discounts, used_fallback,
                            info);
   stages::fill_info(info, discounts, used_fallback);

@@ -31,7 +31,8 @@ void adjust_counts_external(External& ex) {
     with_order(k, [&](auto kc) {
       constexpr int K = decltype(kc)::value;
       ex.grams[K] = std::make_unique<GramSorter<K>>(ex.dir, "order" + std::to_string(K),
-                                                    avail / weight * sizeof(Gram<K>), GramLess<K>{});
+                                                    avail / weight * sizeof(Gram<K>), GramLess<K>{},
+                                                    nullptr, plan.threads > 1);
     });
 
   plan.begin("adjusting counts", ex.windows);

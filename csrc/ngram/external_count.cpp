@@ -82,7 +82,7 @@ void count_windows(External& ex, std::string_view corpus, bool is_path) {
   // Room for the vocabulary to grow while counting.
   const std::size_t bytes = ex.available(block + ex.budget / 8);
   auto sorter = std::make_unique<WindowSorter<N>>(ex.dir, "windows", bytes, WindowLess<N>{},
-                                                  &combine_windows<N>);
+                                                  &combine_windows<N>, plan.threads > 1);
   WindowCounter<N> counter(ex, *sorter);
   std::uint64_t total = 0;
   if (!is_path) {

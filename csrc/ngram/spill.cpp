@@ -42,12 +42,14 @@ SpillDir::~SpillDir() {
 }
 
 std::string SpillDir::new_file(const std::string& stem) {
+  std::lock_guard<std::mutex> lock(mu_);
   std::string p = path_ + "/" + stem + "." + std::to_string(serial_++);
   files_.push_back(p);
   return p;
 }
 
 void SpillDir::remove_file(const std::string& path) {
+  std::lock_guard<std::mutex> lock(mu_);
   ::unlink(path.c_str());
   files_.erase(std::remove(files_.begin(), files_.end(), path), files_.end());
 }
@@ -73,7 +75,7 @@ void SpillWriter::flush() {
       std::string why = std::strerror(err);
       if (err == ENOSPC || err == EDQUOT || err == EFBIG)
         throw CoreError("the temporary disk is full: writing spill file '" + path_ + "' failed (" +
-                        why + ") after " + mb(dir_.bytes_written) +
+                        why + ") after " + mb(dir_.bytes_written.load()) +
                         " of spill files; pass temp_dir= a directory with more free space "
                         "(about the corpus size times 10 to 20 for order 5)");
       throw CoreError("cannot write spill file '" + path_ + "': " + why);

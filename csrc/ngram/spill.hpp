@@ -4,8 +4,12 @@
 // size records, and a sorter that keeps a block in memory, writes it as a
 // sorted run when full, and merges the runs back in order.
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
+#include <exception>
 #include <memory>
+#include <mutex>
+#include <thread>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -24,10 +28,11 @@ class SpillDir {
   std::string new_file(const std::string& stem);
   void remove_file(const std::string& path);
   const std::string& path() const { return path_; }
-  std::uint64_t bytes_written = 0;
-  std::uint64_t runs = 0;
+  std::atomic<std::uint64_t> bytes_written{0};
+  std::atomic<std::uint64_t> runs{0};
 
  private:
+  std::mutex mu_;
   std::string path_;
   std::vector<std::string> files_;
   std::uint64_t serial_ = 0;
@@ -90,13 +95,16 @@ class SorterBase {
 template <class R, class Less>
 class Sorter : public SorterBase {
  public:
+  // `background`: sort and write full blocks on a thread of their own while
+  // the next block fills (two blocks of half the size).
   Sorter(SpillDir& dir, std::string stem, std::size_t bytes, Less less,
-         bool (*combine)(R&, const R&) = nullptr)
-      : dir_(dir), stem_(std::move(stem)), less_(less), combine_(combine) {
-    cap_ = std::max<std::size_t>(bytes / sizeof(R), 1024);
+         bool (*combine)(R&, const R&) = nullptr, bool background = true)
+      : dir_(dir), stem_(std::move(stem)), less_(less), combine_(combine), background_(background) {
+    cap_ = std::max<std::size_t>(bytes / sizeof(R) / (background ? 2 : 1), 1024);
     buf_.reserve(cap_);
   }
   ~Sorter() override {
+    if (worker_.joinable()) worker_.join();
     for (const std::string& r : runs_) dir_.remove_file(r);
   }
   Sorter(const Sorter&) = delete;
@@ -109,17 +117,18 @@ class Sorter : public SorterBase {
   // Ends the input: the last block becomes a run, or stays in memory if it
   // is the only one.
   void finish() {
-    if (runs_.empty()) {
-      sort_block();
+    if (runs_.empty() && !worker_.joinable()) {
+      sort_block(buf_);
       buf_.shrink_to_fit();
     } else {
       if (!buf_.empty()) spill();
+      wait();
       std::vector<R>().swap(buf_);
+      std::vector<R>().swap(spare_);
     }
   }
   std::size_t runs() const { return runs_.size(); }
-  std::uint64_t size() const { return count_ + buf_.size(); }
-  std::size_t memory() const { return buf_.capacity() * sizeof(R); }
+  std::size_t memory() const { return (buf_.capacity() + spare_.capacity()) * sizeof(R); }
 
   // Yields the records in order, one at a time.
   class Merger {
@@ -174,35 +183,61 @@ class Sorter : public SorterBase {
   Merger merge(std::size_t buffer_bytes) const { return Merger(*this, buffer_bytes); }
 
  private:
-  void sort_block() {
-    std::sort(buf_.begin(), buf_.end(), less_);
-    if (combine_ && !buf_.empty()) {
+  void sort_block(std::vector<R>& b) const {
+    std::sort(b.begin(), b.end(), less_);
+    if (combine_ && !b.empty()) {
       std::size_t out = 0;
-      for (std::size_t i = 1; i < buf_.size(); ++i)
-        if (!combine_(buf_[out], buf_[i])) buf_[++out] = buf_[i];
-      buf_.resize(out + 1);
+      for (std::size_t i = 1; i < b.size(); ++i)
+        if (!combine_(b[out], b[i])) b[++out] = b[i];
+      b.resize(out + 1);
+    }
+  }
+  void write_block(std::vector<R>& b, const std::string& path) const {
+    sort_block(b);
+    SpillWriter w(dir_, path, std::min<std::size_t>(1 << 20, cap_ * sizeof(R)));
+    w.write(b.data(), b.size() * sizeof(R));
+    w.close();
+    b.clear();
+  }
+  // Waits for the block being written; rethrows its error.
+  void wait() {
+    if (worker_.joinable()) worker_.join();
+    if (error_) {
+      std::exception_ptr e = error_;
+      error_ = nullptr;
+      std::rethrow_exception(e);
     }
   }
   void spill() {
-    sort_block();
     std::string path = dir_.new_file(stem_);
-    SpillWriter w(dir_, path, std::min<std::size_t>(1 << 20, cap_ * sizeof(R)));
-    w.write(buf_.data(), buf_.size() * sizeof(R));
-    w.close();
     runs_.push_back(path);
     ++dir_.runs;
-    count_ += buf_.size();
-    buf_.clear();
+    if (!background_) {
+      write_block(buf_, path);
+      return;
+    }
+    wait();
+    spare_.swap(buf_);  // buf_ gets the (empty) block written last time
+    if (buf_.capacity() < cap_) buf_.reserve(cap_);
+    worker_ = std::thread([this, path] {
+      try {
+        write_block(spare_, path);
+      } catch (...) {
+        error_ = std::current_exception();
+      }
+    });
   }
 
   SpillDir& dir_;
   std::string stem_;
   Less less_;
   bool (*combine_)(R&, const R&);
+  bool background_;
   std::size_t cap_;
-  std::vector<R> buf_;
+  std::vector<R> buf_, spare_;
   std::vector<std::string> runs_;
-  std::uint64_t count_ = 0;
+  std::thread worker_;
+  std::exception_ptr error_;
 };
 
 }  // namespace aigc::ngram::stages

@@ -82,7 +82,7 @@ FULL_DISK = textwrap.dedent("""
     import resource, signal, sys
     from aigc_engine._core import CoreError, NgramModel
     signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a failed write, not a killed process
-    resource.setrlimit(resource.RLIMIT_FSIZE, (200_000, 200_000))
+    resource.setrlimit(resource.RLIMIT_FSIZE, (20_000, 20_000))
     try:
         NgramModel.estimate(sys.argv[1], 3, memory="256K", temp_dir=sys.argv[2])
     except CoreError as exc:
@@ -92,7 +92,7 @@ FULL_DISK = textwrap.dedent("""
 
 @needs_data
 def test_full_temporary_disk_is_a_clear_error(tmp_path: Path) -> None:
-    # The file size limit makes the spill writes fail as a full disk does.
+    # A file size limit (per file) makes the spill writes fail as a full disk does.
     out = subprocess.run([sys.executable, "-c", FULL_DISK, str(TRAIN), str(tmp_path)],
                          capture_output=True, text=True, timeout=120, check=True)
     assert "ERROR the temporary disk is full" in out.stdout, out.stdout + out.stderr
