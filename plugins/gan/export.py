@@ -54,6 +54,7 @@ def _phase_conv(conv: nn.ConvTranspose2d, bn: nn.BatchNorm2d) -> nn.Conv2d:
     out = nn.Conv2d(c_in, 4 * c_out, 3, 1, 1)
     with torch.no_grad():
         out.weight.copy_(k.reshape(4 * c_out, c_in, 3, 3))  # channel o*4 + a*2 + b (CRD)
+        assert out.bias is not None
         out.bias.copy_(bias.repeat_interleave(4))
     return out
 
@@ -76,6 +77,7 @@ def _split_head(conv: nn.Conv2d) -> tuple[nn.Conv2d, nn.Conv2d]:
     with torch.no_grad():
         taps.weight.copy_(w.permute(0, 2, 3, 1).reshape(9 * c_out, c_in, 1, 1))  # o*9 + t
         shift.weight.copy_(one_hot.reshape(c_out, 9 * c_out, 3, 3))
+        assert shift.bias is not None
         if conv.bias is not None:
             shift.bias.copy_(conv.bias)
         else:
@@ -102,6 +104,7 @@ class InferenceGenerator(nn.Module):
             self.stem.bias.copy_(shift.detach().repeat_interleave(16))
         blocks: list[nn.Module] = []
         for block in g.blocks:
+            assert isinstance(block, nn.Sequential)
             conv, bn = block[0], block[1]
             assert isinstance(conv, nn.ConvTranspose2d) and isinstance(bn, nn.BatchNorm2d)
             assert conv.kernel_size == (4, 4) and conv.stride == (2, 2) and conv.padding == (1, 1)
