@@ -55,15 +55,18 @@ bool combine_windows(WindowCount<N>& into, const WindowCount<N>& from) {
 template <int N>
 using WindowSorter = Sorter<WindowCount<N>, WindowLess<N>>;
 
-// An n-gram of order K (w in text order) with its adjusted count, whether
-// it is pruned, its rank in suffix order and the rank of its suffix.
+// An n-gram of order K (w in text order) with its adjusted count and
+// whether it is pruned (the top bit: kPrunedBit), its rank in suffix order
+// and the rank of its suffix.
+constexpr std::uint32_t kPrunedBit = 0x80000000u;
 template <int K>
 struct Gram {
   std::uint32_t w[K];
-  std::uint32_t adjusted;
-  std::uint32_t pruned;
+  std::uint32_t counted;  // adjusted count | kPrunedBit if pruned
   std::uint32_t self;
   std::uint32_t suffix;
+  std::uint32_t adjusted() const { return counted & ~kPrunedBit; }
+  bool pruned() const { return (counted & kPrunedBit) != 0; }
 };
 template <int K>
 struct GramLess {

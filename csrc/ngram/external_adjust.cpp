@@ -45,7 +45,8 @@ void adjust_counts_external(External& ex) {
 
   auto close = [&](int d) {
     const int k = d + 1;
-    if (raw[d] >= kSentinel) throw CoreError("an n-gram occurs 4G times or more: too many for this build");
+    if (raw[d] >= kPrunedBit)
+      throw CoreError("an n-gram occurs 2G times or more: too many for this build");
     const std::uint32_t adj =
         (k == N || word[d] == kBos) ? static_cast<std::uint32_t>(raw[d]) : children[d];
     if (d == 0) {
@@ -60,8 +61,7 @@ void adjust_counts_external(External& ex) {
       if constexpr (K >= 2 && K <= N) {
         Gram<K> g;
         for (int i = 0; i < K; ++i) g.w[i] = word[d - i];
-        g.adjusted = adj;
-        g.pruned = pruned;
+        g.counted = adj | (pruned ? kPrunedBit : 0u);
         g.self = rank[d];
         g.suffix = rank[d - 1];
         static_cast<GramSorter<K>&>(*ex.grams[K]).push(g);

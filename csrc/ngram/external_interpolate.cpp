@@ -35,7 +35,7 @@ class Lower {
       if (next_ < v_) {
         uni_.w[0] = next_;
         uni_.self = next_;
-        uni_.pruned = 0;
+        uni_.counted = 0;
         ++next_;
         cur_ = &uni_;
       } else {
@@ -71,7 +71,7 @@ void interpolate_order(External& ex, const Discount& d, std::vector<float>& lowe
   Lower<K - 1> lower(ex, bytes);
   std::uint64_t kept = 0;  // n-grams of order K written so far (their index)
   auto emit_lower = [&](const Gram<K - 1>& g, float backoff) {
-    if (!g.pruned)
+    if (!g.pruned())
       sink.add(K - 1, g.w, log_prob(lower_p[g.self]), log_backoff(backoff), kept);
   };
   std::vector<Gram<K>> group;
@@ -84,12 +84,12 @@ void interpolate_order(External& ex, const Discount& d, std::vector<float>& lowe
     ContextStats st;
     std::uint64_t kept_here = 0;
     for (const Gram<K>& g : group) {
-      st.add(g.adjusted, g.pruned != 0);
-      kept_here += !g.pruned;
+      st.add(g.adjusted(), g.pruned());
+      kept_here += !g.pruned();
     }
     const float gamma = kn_gamma(d, st);
     for (const Gram<K>& g : group)
-      cur_p[g.self] = kn_prob(d, g.adjusted, st, gamma, lower_p[g.suffix]);
+      cur_p[g.self] = kn_prob(d, g.adjusted(), st, gamma, lower_p[g.suffix]);
     // The order below up to this context (those before it have no children).
     int c;
     while (lower.get() && (c = compare_context<K>(*lower.get(), group[0])) < 0) {
@@ -119,7 +119,7 @@ void write_highest(External& ex, const std::vector<float>& p, GramSink& sink) {
   } else {
     auto merger = static_cast<GramSorter<K>&>(*ex.grams[K]).merge(static_cast<std::size_t>(ex.budget / 16));
     while (const Gram<K>* g = merger.next())
-      if (!g->pruned) sink.add(K, g->w, log_prob(p[g->self]), 0.0f, 0);
+      if (!g->pruned()) sink.add(K, g->w, log_prob(p[g->self]), 0.0f, 0);
     ex.grams[K].reset();
   }
 }

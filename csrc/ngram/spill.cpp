@@ -66,9 +66,14 @@ SpillWriter::~SpillWriter() {
 }
 
 void SpillWriter::flush() {
+  write_direct(buf_.data(), used_);
+  used_ = 0;
+}
+
+void SpillWriter::write_direct(const char* data, std::size_t size) {
   std::size_t off = 0;
-  while (off < used_) {
-    ssize_t n = ::write(fd_, buf_.data() + off, used_ - off);
+  while (off < size) {
+    ssize_t n = ::write(fd_, data + off, std::min<std::size_t>(size - off, 1 << 26));
     if (n < 0 && errno == EINTR) continue;
     if (n <= 0) {
       const int err = n < 0 ? errno : ENOSPC;
@@ -83,11 +88,15 @@ void SpillWriter::flush() {
     off += static_cast<std::size_t>(n);
     dir_.bytes_written += static_cast<std::uint64_t>(n);
   }
-  used_ = 0;
 }
 
 void SpillWriter::write(const void* data, std::size_t n) {
   const char* p = static_cast<const char*>(data);
+  if (n >= buf_.size()) {  // a whole block: written from where it is, without a copy
+    flush();
+    write_direct(p, n);
+    return;
+  }
   while (n > 0) {
     if (used_ == buf_.size()) flush();
     std::size_t take = std::min(n, buf_.size() - used_);

@@ -51,6 +51,7 @@ class SpillWriter {
 
  private:
   void flush();
+  void write_direct(const char* data, std::size_t n);
   SpillDir& dir_;
   std::string path_;
   int fd_ = -1;
