@@ -1,6 +1,6 @@
 # Type stubs of the compiled core (aigc_engine._core); see csrc/bindings/.
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,8 @@ class FormatError(_ModelFormatError): ...
 NGRAM_MAX_ORDER: int
 NGRAM_BINARY_VERSION: int
 
+def parse_memory_size(text: str) -> int: ...
+
 _Source = str | os.PathLike[str] | Sequence[str]
 _Context = str | Sequence[str] | Sequence[int] | npt.NDArray[np.int32]
 
@@ -27,11 +29,25 @@ class NgramModel:
     @staticmethod
     def estimate(source: _Source, order: int, *, mode: str = "word",
                  discount_fallback: Sequence[float] | None = None,
-                 prune: Sequence[int] | None = None, threads: int = 0) -> NgramModel: ...
+                 prune: Sequence[int] | None = None, threads: int = 0,
+                 memory: str | int | None = None,
+                 temp_dir: str | os.PathLike[str] | None = None,
+                 progress: Callable[[str, int, int], object] | None = None) -> NgramModel: ...
     @staticmethod
-    def estimate_text(text: str, order: int, *, mode: str = "word",
+    def estimate_text(text: str | bytes, order: int, *, mode: str = "word",
                       discount_fallback: Sequence[float] | None = None,
-                      prune: Sequence[int] | None = None, threads: int = 0) -> NgramModel: ...
+                      prune: Sequence[int] | None = None, threads: int = 0,
+                      memory: str | int | None = None,
+                      temp_dir: str | os.PathLike[str] | None = None,
+                      progress: Callable[[str, int, int], object] | None = None) -> NgramModel: ...
+    @staticmethod
+    def estimate_arpa(source: _Source, arpa: str | os.PathLike[str], order: int, *,
+                      mode: str = "word", discount_fallback: Sequence[float] | None = None,
+                      prune: Sequence[int] | None = None, threads: int = 0,
+                      memory: str | int | None = None,
+                      temp_dir: str | os.PathLike[str] | None = None,
+                      progress: Callable[[str, int, int], object] | None = None
+                      ) -> dict[str, int]: ...
     @staticmethod
     def read_arpa(path: str | os.PathLike[str]) -> NgramModel: ...
     @staticmethod
@@ -42,6 +58,8 @@ class NgramModel:
     def order(self) -> int: ...
     @property
     def counts(self) -> list[int]: ...
+    @property
+    def estimate_stats(self) -> dict[str, int] | None: ...
     @property
     def vocab_size(self) -> int: ...
     @property

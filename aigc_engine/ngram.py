@@ -12,6 +12,6 @@ The ``ngram`` generator plugin wraps it; use it directly for scoring::
 
 from __future__ import annotations
 
-from ._core import NGRAM_BINARY_VERSION, NGRAM_MAX_ORDER, NgramModel
+from ._core import NGRAM_BINARY_VERSION, NGRAM_MAX_ORDER, NgramModel, parse_memory_size
 
-__all__ = ["NGRAM_BINARY_VERSION", "NGRAM_MAX_ORDER", "NgramModel"]
+__all__ = ["NGRAM_BINARY_VERSION", "NGRAM_MAX_ORDER", "NgramModel", "parse_memory_size"]

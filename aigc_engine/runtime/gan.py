@@ -89,6 +89,9 @@ class OnnxGanGenerator(ImageGenerator):
             options = ort.SessionOptions()
             options.intra_op_num_threads = self.cfg.threads
             options.inter_op_num_threads = 1
+            # All graph rewrites, including the NCHWc layout of the convolutions.
+            options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+            options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
             try:
                 self._session = ort.InferenceSession(self._model, sess_options=options,
                                                      providers=["CPUExecutionProvider"])

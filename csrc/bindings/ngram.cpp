@@ -4,8 +4,12 @@
 #include <pybind11/stl.h>
 
 #include <algorithm>
+#include <chrono>
+#include <condition_variable>
+#include <exception>
 #include <memory>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <string>
 #include <vector>
@@ -138,7 +142,8 @@ py::dict stats_dict(const ngram::PerplexityStats& st) {
 ngram::EstimateOptions estimate_options(int order, const std::string& mode,
                                         const std::optional<std::vector<float>>& discount_fallback,
                                         const std::optional<std::vector<std::uint64_t>>& prune,
-                                        unsigned threads) {
+                                        unsigned threads, const py::object& memory,
+                                        const py::object& temp_dir) {
   ngram::EstimateOptions opt;
   ngram::check_order(order);
   opt.order = order;
@@ -150,7 +155,95 @@ ngram::EstimateOptions estimate_options(int order, const std::string& mode,
   }
   if (prune) opt.prune = *prune;
   opt.threads = threads;
+  if (py::isinstance<py::str>(memory)) {
+    std::string text = memory.cast<std::string>();
+    opt.memory = text.empty() ? 0 : ngram::parse_memory_size(text);
+    if (!text.empty() && opt.memory == 0)
+      throw std::invalid_argument("memory '" + text + "' is 0 bytes; pass None for no budget");
+  } else if (py::isinstance<py::int_>(memory) && !py::isinstance<py::bool_>(memory)) {
+    long long bytes = memory.cast<long long>();
+    if (bytes < 0) throw std::invalid_argument("memory must be >= 0 bytes, got " + std::to_string(bytes));
+    opt.memory = static_cast<std::uint64_t>(bytes);
+  } else if (!memory.is_none()) {
+    throw std::invalid_argument("memory must be a size such as '100M', '2G', '25%', a number of "
+                                "bytes, or None");
+  }
+  if (!temp_dir.is_none()) opt.temp_dir = fspath(temp_dir);
   return opt;
+}
+
+// Runs `work` (which touches no Python object) with the GIL released. With a
+// progress callback, `work` runs on a worker thread while this thread polls
+// the estimator's progress and calls callback(stage, done, total) with the
+// GIL held; Ctrl-C (or an exception from the callback) cancels the work,
+// which stops at its next check, and is raised once the worker has ended.
+template <class Fn>
+void run_estimation(Fn&& work, const py::object& callback, ngram::EstimateProgress& progress) {
+  if (callback.is_none()) {
+    py::gil_scoped_release release;
+    work();
+    return;
+  }
+  std::exception_ptr error;
+  bool finished = false;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::thread worker([&] {
+    try {
+      work();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard<std::mutex> lock(mu);
+    finished = true;
+    cv.notify_all();
+  });
+  struct Joiner {
+    std::thread& t;
+    ngram::EstimateProgress& p;
+    ~Joiner() {
+      if (t.joinable()) {
+        p.cancel();
+        py::gil_scoped_release release;
+        t.join();
+      }
+    }
+  } joiner{worker, progress};
+  int seen = 0;
+  std::uint64_t last_done = ~std::uint64_t{0};
+  for (;;) {
+    bool end;
+    {
+      py::gil_scoped_release release;
+      std::unique_lock<std::mutex> lock(mu);
+      end = cv.wait_for(lock, std::chrono::milliseconds(100), [&] { return finished; });
+    }
+    const int index = progress.stage_index();
+    const std::uint64_t done = progress.done();
+    if (index > 0 && (index != seen || done != last_done)) {
+      std::uint64_t total = 0;
+      std::string stage = progress.stage(&total);
+      callback(stage, done, total);  // an exception cancels (Joiner)
+      seen = index;
+      last_done = done;
+    }
+    if (end) break;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();  // cancels (Joiner)
+  }
+  {
+    py::gil_scoped_release release;
+    worker.join();
+  }
+  if (error) std::rethrow_exception(error);
+}
+
+py::dict info_dict(const ngram::EstimateInfo& info) {
+  py::dict d;
+  d["sentences"] = info.sentences;
+  d["tokens"] = info.tokens;
+  d["spill_runs"] = info.spill_runs;
+  d["spill_bytes"] = info.spill_bytes;
+  return d;
 }
 
 }  // namespace
@@ -172,19 +265,20 @@ fixed for the specials: <unk> = 0, <s> = 1, </s> = 2.
       "estimate",
       [](const py::object& source, int order, const std::string& mode,
          std::optional<std::vector<float>> discount_fallback,
-         std::optional<std::vector<std::uint64_t>> prune, unsigned threads) {
+         std::optional<std::vector<std::uint64_t>> prune, unsigned threads,
+         const py::object& memory, const py::object& temp_dir, const py::object& progress) {
         ngram::EstimateOptions opt =
-            estimate_options(order, mode, discount_fallback, prune, threads);
+            estimate_options(order, mode, discount_fallback, prune, threads, memory, temp_dir);
+        ngram::EstimateProgress state;
+        opt.progress = &state;
         ngram::EstimateInfo info;
         std::optional<Model> model;
         if (is_path(source)) {
           std::string path = existing_file(source);
-          py::gil_scoped_release release;
-          model.emplace(ngram::estimate_file(path, opt, &info));
+          run_estimation([&] { model.emplace(ngram::estimate_file(path, opt, &info)); }, progress, state);
         } else {
           std::string text = join_lines(source);
-          py::gil_scoped_release release;
-          model.emplace(ngram::estimate(text, opt, &info));
+          run_estimation([&] { model.emplace(ngram::estimate(text, opt, &info)); }, progress, state);
         }
         auto out = std::make_shared<PyNgram>(std::move(*model));
         out->info = std::move(info);
@@ -192,7 +286,8 @@ fixed for the specials: <unk> = 0, <s> = 1, </s> = 2.
       },
       py::arg("source"), py::arg("order"), py::kw_only(), py::arg("mode") = "word",
       py::arg("discount_fallback") = py::none(), py::arg("prune") = py::none(),
-      py::arg("threads") = 0,
+      py::arg("threads") = 0, py::arg("memory") = py::none(), py::arg("temp_dir") = py::none(),
+      py::arg("progress") = py::none(),
       R"doc(Estimates a model like `lmplz -o ORDER`.
 
 source: a path (str or os.PathLike) of a text with one sentence per line, or a
@@ -204,31 +299,77 @@ or 1-3 discounts for adjusted counts 1, 2, 3+ used for the orders where the
 estimate fails (lmplz --discount_fallback, whose default is [0.5, 1, 1.5]).
 prune: None or thresholds per order as lmplz --prune (first 0, non-decreasing;
 n-grams of order >= 2 with raw count <= threshold are removed).
-threads: 0 = all cores.)doc");
+threads: 0 = all cores.
+memory: None (everything in memory) or a budget as lmplz -S ("100M", "2G",
+"25%" of RAM, or an int of bytes): counting, sorting and the estimation work
+on blocks that spill to sorted runs in temp_dir and merge; the model is the
+same, bit for bit. The returned model itself is held in memory (see
+estimate_arpa for a model larger than the budget).
+temp_dir: where the spill files go (as lmplz -T; None = $TMPDIR or /tmp); they
+are removed on success and on failure.
+progress: None or a callable progress(stage, done, total) called from this
+thread as the work goes on (total 0 when unknown); Ctrl-C cancels.)doc");
 
   cls.def_static(
       "estimate_text",
       [](const py::object& text_obj, int order, const std::string& mode,
          std::optional<std::vector<float>> discount_fallback,
-         std::optional<std::vector<std::uint64_t>> prune, unsigned threads) {
+         std::optional<std::vector<std::uint64_t>> prune, unsigned threads,
+         const py::object& memory, const py::object& temp_dir, const py::object& progress) {
         if (!py::isinstance<py::str>(text_obj) && !py::isinstance<py::bytes>(text_obj))
           throw std::invalid_argument("estimate_text expects str or bytes (UTF-8)");
         std::string text = text_obj.cast<std::string>();
         ngram::EstimateOptions opt =
-            estimate_options(order, mode, discount_fallback, prune, threads);
+            estimate_options(order, mode, discount_fallback, prune, threads, memory, temp_dir);
+        ngram::EstimateProgress state;
+        opt.progress = &state;
         ngram::EstimateInfo info;
         std::optional<Model> model;
-        {
-          py::gil_scoped_release release;
-          model.emplace(ngram::estimate(text, opt, &info));
-        }
+        run_estimation([&] { model.emplace(ngram::estimate(text, opt, &info)); }, progress, state);
         auto out = std::make_shared<PyNgram>(std::move(*model));
         out->info = std::move(info);
         return out;
       },
       py::arg("text"), py::arg("order"), py::kw_only(), py::arg("mode") = "word",
       py::arg("discount_fallback") = py::none(), py::arg("prune") = py::none(),
-      py::arg("threads") = 0, "As estimate(), from one str or UTF-8 bytes holding the whole text (lines separated by \\n).");
+      py::arg("threads") = 0, py::arg("memory") = py::none(), py::arg("temp_dir") = py::none(),
+      py::arg("progress") = py::none(),
+      "As estimate(), from one str or UTF-8 bytes holding the whole text (lines separated by \\n).");
+
+  cls.def_static(
+      "estimate_arpa",
+      [](const py::object& source, const py::object& arpa, int order, const std::string& mode,
+         std::optional<std::vector<float>> discount_fallback,
+         std::optional<std::vector<std::uint64_t>> prune, unsigned threads,
+         const py::object& memory, const py::object& temp_dir, const py::object& progress) {
+        ngram::EstimateOptions opt =
+            estimate_options(order, mode, discount_fallback, prune, threads, memory, temp_dir);
+        ngram::EstimateProgress state;
+        opt.progress = &state;
+        ngram::EstimateInfo info;
+        std::string out = fspath(arpa);
+        if (is_path(source)) {
+          std::string path = existing_file(source);
+          run_estimation([&] { ngram::estimate_to_arpa(path, true, out, opt, &info); }, progress, state);
+        } else {
+          std::string text = join_lines(source);
+          run_estimation([&] { ngram::estimate_to_arpa(text, false, out, opt, &info); }, progress, state);
+        }
+        return info_dict(info);
+      },
+      py::arg("source"), py::arg("arpa"), py::arg("order"), py::kw_only(), py::arg("mode") = "word",
+      py::arg("discount_fallback") = py::none(), py::arg("prune") = py::none(),
+      py::arg("threads") = 0, py::arg("memory") = py::none(), py::arg("temp_dir") = py::none(),
+      py::arg("progress") = py::none(),
+      R"doc(Estimates like estimate() and writes the model to the ARPA file `arpa` (the
+bytes write_arpa writes) without holding it in memory: with a memory budget,
+peak memory stays near the budget whatever the corpus size, as lmplz.
+Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
+
+  m.def(
+      "parse_memory_size", [](const std::string& text) { return ngram::parse_memory_size(text); },
+      py::arg("text"),
+      "Bytes of a memory size as lmplz -S reads it ('100M', '2G', '25%'; no suffix = K).");
 
   cls.def_static(
       "read_arpa",
@@ -303,6 +444,13 @@ threads: 0 = all cores.)doc");
         return py::cast(std::vector<bool>(s.info->fallback_used.begin(), s.info->fallback_used.end()));
       },
       "For an estimated model, per order whether discount_fallback was used.");
+  cls.def_property_readonly(
+      "estimate_stats",
+      [](const PyNgram& s) -> py::object {
+        if (!s.info) return py::none();
+        return info_dict(*s.info);
+      },
+      "For an estimated model, {'sentences', 'tokens', 'spill_runs', 'spill_bytes'}; None for a loaded one.");
   cls.def(
       "index", [](const PyNgram& s, const std::string& w) { return s.model.index(w); }, py::arg("word"),
       "Id of `word`; 0 (<unk>) if it is not in the vocabulary.");

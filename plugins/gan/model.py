@@ -40,6 +40,7 @@ from aigc_engine.runtime import write_images as _write_images
 
 from . import plots
 from .datasets import ImageDataset, ImageFolder, load_digits
+from .export import InferenceGenerator
 from .nets import SIZES, DCGANDiscriminator, DCGANGenerator, dcgan_init
 from .train import Trainer, run
 
@@ -394,7 +395,9 @@ class GanGenerator(ImageGenerator):
                 warnings.catch_warnings():
             warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation notice
             target = Path(tmp) / "model.onnx"
-            torch.onnx.export(self.g, args, target, dynamo=False, input_names=names,
+            # BatchNorm folded, the stem as one Gemm (see export.py).
+            torch.onnx.export(InferenceGenerator(self.g), args, target, dynamo=False,
+                              input_names=names,
                               output_names=["image"], opset_version=17,
                               dynamic_axes={n: {0: "batch"} for n in [*names, "image"]})
             return target.read_bytes()

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import math
 import os
 from pathlib import Path
 from typing import Any, ClassVar
 
-from aigc_engine.ngram import NGRAM_MAX_ORDER, NgramModel
+from aigc_engine.ngram import NGRAM_MAX_ORDER, NgramModel, parse_memory_size
 from aigc_engine.plugin_api import (
     ConfigError,
     GeneratorConfig,
     Manifest,
     Progress,
+    Task,
     TextDataset,
     TokenModel,
     TokenTextGenerator,
@@ -36,6 +38,11 @@ class NgramConfig(GeneratorConfig):
     small corpus (lmplz ``--discount_fallback`` uses 0.5,1,1.5); empty = such a
     corpus is an error. ``prune``: count thresholds per order as lmplz
     ``--prune`` (first 0, non-decreasing). ``threads``: 0 = all cores.
+    ``memory``: a budget for estimation as lmplz ``-S`` ("100M", "2G", "25%" of
+    RAM; empty = no budget, all in memory): counting and the estimation stages
+    then spill sorted runs to ``temp_dir`` (as lmplz ``-T``; empty = $TMPDIR or
+    /tmp) and merge them; the model is the same bit for bit. Both are training
+    options: they do not change the model.
     """
 
     order: int = 3
@@ -43,6 +50,8 @@ class NgramConfig(GeneratorConfig):
     discount_fallback: tuple[float, ...] = ()
     prune: tuple[int, ...] = ()
     threads: int = 0
+    memory: str = ""
+    temp_dir: str = ""
 
     def validate(self) -> None:
         if not 1 <= self.order <= NGRAM_MAX_ORDER:
@@ -61,6 +70,16 @@ class NgramConfig(GeneratorConfig):
             )
         if self.threads < 0:
             raise ConfigError(f"threads must be >= 0 (0 = all cores), got {self.threads}")
+        if self.memory:
+            try:
+                budget = parse_memory_size(self.memory)
+            except ValueError as exc:
+                raise ConfigError(f"memory: {exc}") from None
+            if budget == 0:
+                raise ConfigError(
+                    f"memory {self.memory!r} is 0 bytes; leave it empty for no budget")
+        if self.temp_dir and not os.path.isdir(self.temp_dir):
+            raise ConfigError(f"temp_dir {self.temp_dir!r} is not a directory")
 
 
 class NgramGenerator(TokenTextGenerator):
@@ -102,15 +121,20 @@ class NgramGenerator(TokenTextGenerator):
 
     # -- training and evaluation -------------------------------------------------
     def fit(self, data: Any, *, progress: Progress | None = None) -> dict[str, Any]:
-        """Estimate a modified Kneser-Ney model (as ``lmplz -o ORDER``)."""
+        """Estimate a modified Kneser-Ney model (as ``lmplz -o ORDER``).
+
+        Each stage of the estimator (counting, adjusting counts, one per order
+        for the probabilities) shows as its own progress task.
+        """
         dataset = self._text(data)
         cfg = self.cfg
         progress = progress or Progress()
-        with progress.task(f"estimating order-{cfg.order} model", total=None):
+        with _StageProgress(progress, f"order-{cfg.order}") as report:
             self.model = NgramModel.estimate(
                 _source(dataset), cfg.order, mode=cfg.tokenizer,
                 discount_fallback=list(cfg.discount_fallback) or None,
-                prune=list(cfg.prune) or None, threads=cfg.threads)
+                prune=list(cfg.prune) or None, threads=cfg.threads,
+                memory=cfg.memory or None, temp_dir=cfg.temp_dir or None, progress=report)
         counts = list(self.model.counts)
         self.metrics = {"ngrams": sum(counts), "vocab_size": self.model.vocab_size,
                         **{f"ngrams_{i + 1}": c for i, c in enumerate(counts)}}
@@ -172,6 +196,36 @@ class NgramGenerator(TokenTextGenerator):
         gen = cls(order=model.order, tokenizer=model.mode)
         gen.model = model
         return gen
+
+
+class _StageProgress:
+    """Turns the core's (stage, done, total) reports into one progress task per stage."""
+
+    def __init__(self, progress: Progress, label: str) -> None:
+        self._progress = progress
+        self._label = label
+        self._stack = contextlib.ExitStack()
+        self._stage: str | None = None
+        self._task: Task | None = None
+        self._done = 0
+
+    def __enter__(self) -> _StageProgress:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stack.close()
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage != self._stage:
+            self._stack.close()
+            self._stack = contextlib.ExitStack()
+            self._task = self._stack.enter_context(self._progress.task(
+                f"{self._label}: {stage}", total=total or None))
+            self._stage = stage
+            self._done = 0
+        if self._task is not None and done > self._done:
+            self._task.advance(done - self._done)
+            self._done = done
 
 
 def _source(dataset: TextDataset) -> Any:

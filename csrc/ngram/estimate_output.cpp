@@ -1,0 +1,205 @@
+// Sinks of the bounded estimator: the model's trie, or an ARPA file written
+// as it comes (the bytes of Model::write_arpa).
+#include <condition_variable>
+#include <cstring>
+#include <deque>
+#include <exception>
+#include <mutex>
+#include <string>
+#include <thread>
+
+#include "core_error.hpp"
+#include "ngram/estimate_stages.hpp"
+#include "ngram/io_util.hpp"
+
+namespace aigc::ngram::stages {
+
+void TrieSink::start(const Vocabulary& vocab, const std::vector<std::uint64_t>& counts) {
+  model_.mutable_vocab() = vocab;
+  counts_ = counts;
+  std::vector<Level>& levels = model_.mutable_levels();
+  const std::size_t order = counts.size();
+  levels.assign(order, Level());
+  for (std::size_t k = 0; k < order; ++k) {
+    levels[k].word.reserve(counts[k]);
+    levels[k].prob.reserve(counts[k]);
+    if (k + 1 < order) {
+      levels[k].backoff.reserve(counts[k]);
+      levels[k].child.reserve(counts[k] + 1);
+    }
+  }
+}
+
+void TrieSink::add(int n, const std::uint32_t* ids, float prob, float backoff,
+                   std::uint64_t child_begin) {
+  Level& lv = model_.mutable_levels()[n - 1];
+  lv.word.push_back(ids[n - 1]);
+  lv.prob.push_back(prob);
+  if (static_cast<std::size_t>(n) < counts_.size()) {
+    lv.backoff.push_back(backoff);
+    lv.child.push_back(static_cast<std::uint32_t>(child_begin));
+  }
+}
+
+void TrieSink::finish() {
+  std::vector<Level>& levels = model_.mutable_levels();
+  for (std::size_t k = 0; k + 1 < levels.size(); ++k)
+    levels[k].child.push_back(static_cast<std::uint32_t>(levels[k + 1].size()));
+  for (std::size_t k = 0; k < levels.size(); ++k)
+    if (levels[k].size() != counts_[k])
+      throw CoreError("internal error: order " + std::to_string(k + 1) + " has " +
+                      std::to_string(levels[k].size()) + " n-grams, expected " +
+                      std::to_string(counts_[k]));
+}
+
+struct ArpaSink::Impl {
+  Impl(const std::string& path, std::size_t chunk_bytes, bool bg)
+      : out(path), chunk_words(std::max<std::size_t>(chunk_bytes / 4, 1024)), background(bg) {}
+  FileWriter out;
+  const Vocabulary* vocab = nullptr;
+  std::vector<std::uint64_t> counts;
+  int section = 0;  // the last order whose header is written
+  std::string buf;
+  // Binary records [n, ids..., prob bits, backoff bits], formatted by format().
+  std::size_t chunk_words;
+  bool background;
+  std::vector<std::uint32_t> chunk;
+  std::thread worker;
+  std::mutex mu;
+  std::condition_variable cv;
+  std::deque<std::vector<std::uint32_t>> queue;
+  bool closing = false;
+  std::exception_ptr error;
+
+  void open_sections(int upto) {
+    while (section < upto) {
+      ++section;
+      buf += "\n\\" + std::to_string(section) + "-grams:\n";
+    }
+  }
+  void format(const std::vector<std::uint32_t>& recs) {
+    char num[48];
+    std::size_t i = 0;
+    while (i < recs.size()) {
+      const int n = static_cast<int>(recs[i]);
+      const std::uint32_t* ids = &recs[i + 1];
+      float prob, backoff;
+      std::memcpy(&prob, &recs[i + 1 + n], 4);
+      std::memcpy(&backoff, &recs[i + 2 + n], 4);
+      i += 3 + static_cast<std::size_t>(n);
+      open_sections(n);
+      buf.append(num, format_float(prob, num));
+      buf.push_back('\t');
+      for (int k = 0; k < n; ++k) {
+        if (k) buf.push_back(' ');
+        buf.append(vocab->word(ids[k]));
+      }
+      if (static_cast<std::size_t>(n) < counts.size()) {
+        buf.push_back('\t');
+        buf.append(num, format_float(backoff, num));
+      }
+      buf.push_back('\n');
+      if (buf.size() >= (1u << 20)) {
+        out.write(buf);
+        buf.clear();
+      }
+    }
+  }
+  void submit() {
+    if (chunk.empty()) return;
+    if (!background) {
+      format_and_flush(chunk);
+      chunk.clear();
+      return;
+    }
+    std::unique_lock<std::mutex> lock(mu);
+    cv.wait(lock, [&] { return queue.size() < 2 || error; });
+    if (error) std::rethrow_exception(error);
+    queue.push_back(std::move(chunk));
+    chunk = std::vector<std::uint32_t>();
+    chunk.reserve(chunk_words + 16);
+    cv.notify_all();
+  }
+  void format_and_flush(const std::vector<std::uint32_t>& recs) {
+    format(recs);
+    out.write(buf);
+    buf.clear();
+  }
+  void run() {
+    for (;;) {
+      std::vector<std::uint32_t> recs;
+      {
+        std::unique_lock<std::mutex> lock(mu);
+        cv.wait(lock, [&] { return !queue.empty() || closing; });
+        if (queue.empty()) return;
+        recs = std::move(queue.front());
+        queue.pop_front();
+        cv.notify_all();
+      }
+      try {
+        format_and_flush(recs);
+      } catch (...) {
+        std::lock_guard<std::mutex> lock(mu);
+        error = std::current_exception();
+        queue.clear();
+        cv.notify_all();
+        return;
+      }
+    }
+  }
+  void stop() {
+    if (!worker.joinable()) return;
+    {
+      std::lock_guard<std::mutex> lock(mu);
+      closing = true;
+      cv.notify_all();
+    }
+    worker.join();
+  }
+};
+
+ArpaSink::ArpaSink(const std::string& path, std::size_t chunk_bytes, bool background)
+    : impl_(new Impl(path, chunk_bytes, background)) {}
+ArpaSink::~ArpaSink() {
+  impl_->stop();
+  delete impl_;
+}
+
+void ArpaSink::start(const Vocabulary& vocab, const std::vector<std::uint64_t>& counts) {
+  impl_->vocab = &vocab;
+  impl_->counts = counts;
+  std::string head = "\\data\\\n";
+  for (std::size_t n = 1; n <= counts.size(); ++n)
+    head += "ngram " + std::to_string(n) + "=" + std::to_string(counts[n - 1]) + "\n";
+  impl_->out.write(head);
+  impl_->chunk.reserve(impl_->chunk_words + 16);
+  if (impl_->background) impl_->worker = std::thread([this] { impl_->run(); });
+}
+
+void ArpaSink::add(int n, const std::uint32_t* ids, float prob, float backoff,
+                   std::uint64_t /*child_begin*/) {
+  Impl& s = *impl_;
+  std::vector<std::uint32_t>& c = s.chunk;
+  c.push_back(static_cast<std::uint32_t>(n));
+  c.insert(c.end(), ids, ids + n);
+  std::uint32_t bits;
+  std::memcpy(&bits, &prob, 4);
+  c.push_back(bits);
+  std::memcpy(&bits, &backoff, 4);
+  c.push_back(bits);
+  if (c.size() >= s.chunk_words) s.submit();
+}
+
+void ArpaSink::finish() {
+  Impl& s = *impl_;
+  s.submit();
+  s.stop();
+  if (s.error) std::rethrow_exception(s.error);
+  s.open_sections(static_cast<int>(s.counts.size()));
+  s.buf += "\n\\end\\\n";
+  s.out.write(s.buf);
+  s.buf.clear();
+  s.out.close();
+}
+
+}  // namespace aigc::ngram::stages
