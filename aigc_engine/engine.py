@@ -234,16 +234,17 @@ class Engine:
         """
         if Path(path).is_file():
             return self._load_file(Path(path))
-        manifest = _bundle.read_manifest(path)
-        try:
-            reg = self.generator(manifest.generator)
-        except UnknownGeneratorError:
-            raise UnknownGeneratorError(
-                f"bundle {str(path)!r} needs generator {manifest.generator!r} from plugin "
-                f"{manifest.plugin!r} {manifest.plugin_version}, which is not installed or "
-                "not loaded (see `aigc plugins`)"
-            ) from None
-        gen = self._resolve(reg).load(path)
+        with _bundle.reading(path):
+            manifest = _bundle.read_manifest(path)
+            try:
+                reg = self.generator(manifest.generator)
+            except UnknownGeneratorError:
+                raise UnknownGeneratorError(
+                    f"bundle {str(path)!r} needs generator {manifest.generator!r} from plugin "
+                    f"{manifest.plugin!r} {manifest.plugin_version}, which is not installed or "
+                    "not loaded (see `aigc plugins`)"
+                ) from None
+            gen = self._resolve(reg).load(path)
         self._wire(gen, reg)
         return gen
 

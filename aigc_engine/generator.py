@@ -365,17 +365,23 @@ class Generator(abc.ABC, Generic[R]):
     @classmethod
     def load(cls: type[G], path: str | os.PathLike[str]) -> G:
         """Load a bundle written by :meth:`save` (checks format version and generator)."""
-        loaded = _bundle.read_bundle(path)
-        if loaded.manifest.generator != cls.name:
-            raise ModelFormatError(
-                f"bundle {str(path)!r} holds a {loaded.manifest.generator!r} model, "
-                f"not {cls.name!r}"
-            )
-        config = cls.config_class.from_mapping(loaded.manifest.config)
-        gen = cls(config)
-        gen.metrics = dict(loaded.manifest.metrics)
-        gen._plugin = (loaded.manifest.plugin, loaded.manifest.plugin_version)
-        gen._load_payload(loaded.path, loaded.manifest)
+        with _bundle.reading(path):  # no save replaces the bundle while it is read
+            loaded = _bundle.read_bundle(path)
+            if loaded.manifest.generator != cls.name:
+                raise ModelFormatError(
+                    f"bundle {str(path)!r} holds a {loaded.manifest.generator!r} model, "
+                    f"not {cls.name!r}"
+                )
+            try:
+                config = cls.config_class.from_mapping(loaded.manifest.config)
+            except ConfigError as exc:
+                raise ModelFormatError(
+                    f"bundle {str(path)!r}: the config in its manifest is invalid: {exc}"
+                ) from None
+            gen = cls(config)
+            gen.metrics = dict(loaded.manifest.metrics)
+            gen._plugin = (loaded.manifest.plugin, loaded.manifest.plugin_version)
+            gen._load_payload(loaded.path, loaded.manifest)
         return gen
 
     @classmethod

@@ -20,7 +20,7 @@ Built-in plugins use only this module and ``aigc_engine``'s public names.
 
 from __future__ import annotations
 
-from .bundle import Manifest
+from .bundle import Manifest, read_json
 from .config import GeneratorConfig
 from .datasets import Dataset, DatasetSpec, TextDataset, as_text_dataset
 from .engine import GeneratorSpec
@@ -70,4 +70,5 @@ __all__ = [
     "UnsupportedOperationError",
     "as_text_dataset",
     "hookimpl",
+    "read_json",
 ]

@@ -26,6 +26,7 @@ from aigc_engine.plugin_api import (
     MissingDependencyError,
     ModelFormatError,
     Progress,
+    read_json,
 )
 
 try:
@@ -143,6 +144,16 @@ def _threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a damaged file is a ModelFormatError naming it."""
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError)
+        raise ModelFormatError(
+            f"{str(path)!r} is not a readable safetensors file: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 class GanGenerator(ImageGenerator):
@@ -365,17 +376,27 @@ class GanGenerator(ImageGenerator):
     def _load_payload(self, directory: Path, manifest: Manifest) -> None:
         self._build()
         assert self.g is not None and self.d is not None
-        try:
-            self.g.load_state_dict(load_file(str(directory / G_FILE)))
-            if (directory / D_FILE).is_file():
-                self.d.load_state_dict(load_file(str(directory / D_FILE)))
-        except RuntimeError as exc:
-            raise ModelFormatError(f"bundle {str(directory)!r}: weights do not match the "
-                                   f"config: {exc}") from None
+        nets: list[tuple[torch.nn.Module, str]] = [(self.g, G_FILE)]
+        if D_FILE in manifest.files:
+            nets.append((self.d, D_FILE))
+        for net, name in nets:
+            weights = _read_weights(manifest.payload(directory, name))
+            try:
+                net.load_state_dict(weights)
+            except RuntimeError as exc:
+                raise ModelFormatError(
+                    f"bundle {str(directory)!r}: the weights in {name} do not match the config "
+                    f"in its manifest: {' '.join(str(exc).split())}") from None
         self.g.eval()
         self.d.eval()
-        hist = directory / HISTORY_FILE
-        self.history = json.loads(hist.read_text(encoding="utf-8")) if hist.is_file() else []
+        self.history = []
+        if HISTORY_FILE in manifest.files:
+            path = manifest.payload(directory, HISTORY_FILE)
+            history = read_json(path, what="training history")
+            if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+                raise ModelFormatError(
+                    f"training history {str(path)!r} must be a JSON list of objects")
+            self.history = history
 
     # -- export ----------------------------------------------------------------------------
     def onnx_bytes(self) -> bytes:

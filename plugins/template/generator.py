@@ -13,11 +13,13 @@ from aigc_engine.plugin_api import (
     ConfigError,
     GeneratorConfig,
     Manifest,
+    ModelFormatError,
     Progress,
     TextDataset,
     TextGenerator,
     TextRequest,
     TextResult,
+    read_json,
 )
 
 from .grammar import Grammar
@@ -118,4 +120,13 @@ class TemplateGenerator(TextGenerator):
             encoding="utf-8")
 
     def _load_payload(self, directory: Path, manifest: Manifest) -> None:
-        self.fit(json.loads((directory / GRAMMAR_FILE).read_text(encoding="utf-8")))
+        path = manifest.payload(directory, GRAMMAR_FILE)
+        rules = read_json(path, what="grammar")
+        if not isinstance(rules, dict):
+            raise ModelFormatError(f"grammar {str(path)!r} must hold a JSON object of symbol -> "
+                                   f"rules, not {type(rules).__name__}")
+        try:
+            self.fit(rules)
+        except ConfigError as exc:
+            raise ModelFormatError(f"grammar {str(path)!r} is not a usable grammar: {exc}"
+                                   ) from None
