@@ -116,7 +116,8 @@ def plugins(as_json: bool) -> None:
         click.echo("no plugins installed")
         return
     for info in infos:
-        status = info.status if info.status != "failed" else f"failed: {info.error}"
+        error = (info.error or "").replace("\n", "\n" + " " * 16)  # details, indented
+        status = info.status if info.status != "failed" else f"failed: {error}"
         provides = []
         if info.generators:
             provides.append("generators: " + ", ".join(info.generators))
@@ -127,7 +128,7 @@ def plugins(as_json: bool) -> None:
         click.echo(f"{info.name:<14} {info.version:<10} {status:<8} "
                    f"{info.load_seconds * 1000:6.1f} ms  {'; '.join(provides)}")
         if info.error and info.status == "loaded":
-            click.echo(f"{'':<14} warning: {info.error}")
+            click.echo(f"{'':<14} warning: {error}")
 
 
 @cli.command()
