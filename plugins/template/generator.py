@@ -32,7 +32,10 @@ class TemplateConfig(GeneratorConfig):
     """Options of the template generator.
 
     ``start``: the symbol each text expands from. ``max_depth``: how deep
-    expansion may nest before it is stopped as runaway recursion.
+    expansion may nest before it is stopped as runaway recursion. Each text is
+    also bounded in size (``grammar.MAX_CHARS`` characters,
+    ``grammar.MAX_EXPANSIONS`` symbol expansions): a grammar that grows without
+    end is a clear error, not a hang.
     """
 
     start: str = "origin"
@@ -88,6 +91,10 @@ class TemplateGenerator(TextGenerator):
                     f"grammar {dataset.name!r} is not valid JSON: {exc.msg} at line {exc.lineno}"
                     f" column {exc.colno}"
                 ) from None
+            except RecursionError:
+                raise ConfigError(f"grammar {dataset.name!r} is nested too deeply") from None
+            except ValueError as exc:  # integers over the digit limit
+                raise ConfigError(f"grammar {dataset.name!r} is not usable JSON: {exc}") from None
         self.grammar = Grammar(rules)
         if self.cfg.start not in self.grammar.symbols:
             raise ConfigError(
