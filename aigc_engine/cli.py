@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .engine import Engine
-from .errors import AigcError
+from .errors import AigcError, UnknownGeneratorError
 from .generator import Generator, ImageGenerator, TextGenerator, TextRequest
 from .progress import console_progress
 
@@ -64,7 +64,11 @@ class AigcGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return result
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except AigcError as exc:
             _fail(exc)
         except OSError as exc:
@@ -76,6 +80,20 @@ class AigcGroup(click.Group):
             raise
         except Exception as exc:  # a bug or an unexpected input: still no traceback
             _fail(exc, prefix=f"{type(exc).__name__}: ")
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away (``aigc info m | head -1``): exit without a message.
+
+    stdout is pointed at /dev/null so the interpreter's final flush does not
+    complain either (the recipe of Python's signal documentation).
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(1)
 
 
 def _fail(exc: BaseException, prefix: str = "") -> None:
@@ -189,7 +207,8 @@ def train(generator: str, source: str, sets: tuple[str, ...], output: Path,
     if as_json:
         _echo_json({"bundle": str(path), "seconds": seconds, "metrics": metrics})
     else:
-        click.echo(f"trained {generator} in {seconds:.2f} s: {_fmt_metrics(metrics)}", err=True)
+        click.echo(f"trained {generator}: fit took {seconds:.2f} s wall-clock "
+                   f"(data, training, statistics); {_fmt_metrics(metrics)}", err=True)
         click.echo(f"saved {path}", err=True)
 
 
@@ -233,6 +252,8 @@ def generate(bundle: Path, prompt: str, max_tokens: int, temperature: float, top
         return
     if not isinstance(gen, TextGenerator):
         raise click.UsageError(f"cannot generate from a {gen.modality} generator")
+    if labels:
+        raise click.UsageError("--label is for conditional image models; this is a text model")
     request = TextRequest.build(prompt, max_tokens=max_tokens, temperature=temperature,
                                 top_k=top_k, top_p=top_p, seed=seed, n=n,
                                 stop_at_eos=stop_at_eos).with_seed()
@@ -276,7 +297,13 @@ def eval_(bundle: Path, source: str, as_json: bool) -> None:
 @click.option("--format", "fmt", required=True, help="e.g. onnx, arpa, binary.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path))
 def export(bundle: Path, fmt: str, output: Path) -> None:
-    """Export BUNDLE to another format (what each generator offers: `aigc info`)."""
+    """Export BUNDLE to another format (`aigc info BUNDLE` lists the formats it exports).
+
+    \b
+    ngram: arpa (KenLM/SRILM text), binary (this engine's fast format); both
+           open directly with `aigc generate FILE` and `aigc eval FILE`
+    gan:   onnx (a bundle the torch-free runtime generates from)
+    """
     gen = get_engine().load(bundle)
     path = gen.export(output, format=fmt)
     click.echo(f"wrote {path}", err=True)
@@ -285,10 +312,28 @@ def export(bundle: Path, fmt: str, output: Path) -> None:
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(bundle: Path, as_json: bool) -> None:
-    """Show what a BUNDLE holds: generator, plugin, config, metrics, files."""
-    manifest = get_engine().info(bundle)
+@click.option("--no-verify", is_flag=True,
+              help="Only read the manifest (do not load and check the payload).")
+def info(bundle: Path, as_json: bool, no_verify: bool) -> None:
+    """Show what a BUNDLE holds: generator, plugin, config, metrics, files, export formats.
+
+    The bundle is loaded to check that its files match the manifest (a bundle
+    that would not load is an error); --no-verify only reads the manifest.
+    """
+    engine = get_engine()
+    manifest = engine.info(bundle)
+    exports: list[str] | None = None
+    verified = "no (--no-verify)" if no_verify else "yes"
+    if not no_verify:
+        try:
+            gen = engine.load(bundle)
+        except UnknownGeneratorError:
+            verified = f"no (generator {manifest.generator!r} is not installed)"
+        else:
+            exports = list(gen.export_formats)
     data = manifest.to_json()
+    if exports is not None:
+        data["export_formats"] = exports
     if as_json:
         _echo_json(data)
         return
@@ -300,6 +345,9 @@ def info(bundle: Path, as_json: bool) -> None:
         click.echo(f"metrics     {_fmt_metrics(manifest.metrics)}")
     for name, entry in manifest.files.items():
         click.echo(f"file        {name} ({entry['size']:,} bytes)")
+    click.echo(f"verified    {verified}")
+    if exports is not None:
+        click.echo(f"exports     {', '.join(exports) or 'none'} (aigc export BUNDLE --format ...)")
 
 
 DEMO_GENERATORS = ("ngram", "template")
@@ -327,4 +375,7 @@ def main() -> None:
         get_engine().register_commands(cli)
     except AigcError as exc:
         _fail(exc)
-    cli.main(prog_name="aigc")
+    try:
+        cli.main(prog_name="aigc")
+    except BrokenPipeError:  # in click's own output (--help, usage errors)
+        _quiet_broken_pipe()

@@ -36,6 +36,8 @@ R = TypeVar("R", "TextRequest", "ImageRequest")
 T = TypeVar("T")
 
 MAX_SEED = 2**63 - 1
+#: The most tokens one request may ask for.
+MAX_TOKENS = 2**31 - 1
 
 
 def _check_seed(seed: int | None) -> None:
@@ -48,6 +50,18 @@ def _check_seed(seed: int | None) -> None:
 def _check_positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
         raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+
+
+def _check_text(name: str, value: str) -> None:
+    """A str that is not valid Unicode (lone surrogates: undecodable command-line bytes)
+    cannot reach a tokenizer; the error says which option and where."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{name} is not valid text: character {exc.start} is {value[exc.start]!r}, a lone "
+            "surrogate (bytes that are not UTF-8, e.g. from a terminal in another encoding)"
+        ) from None
 
 
 def fresh_seed() -> int:
@@ -154,7 +168,10 @@ class TextRequest:
             raise ConfigError(f"stop_at_eos must be True or False, got {self.stop_at_eos!r}")
         if not isinstance(self.prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(self.prompt).__name__}")
+        _check_text("prompt", self.prompt)
         _check_positive_int("max_tokens", self.max_tokens)
+        if self.max_tokens > MAX_TOKENS:
+            raise ConfigError(f"max_tokens must be at most 2**31 - 1, got {self.max_tokens}")
         _check_positive_int("n", self.n)
         _check_seed(self.seed)
         if not isinstance(self.sampling, SamplingParams):

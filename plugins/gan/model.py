@@ -256,7 +256,10 @@ class GanGenerator(ImageGenerator):
             trainer.save_checkpoint(work / "checkpoints" / "last.safetensors")
             if self.history:
                 plots.loss_curve(self.history, work / "loss_curve.png")
+        # train_seconds: the training loop on `clock` (what max_seconds budgets);
+        # fit_cpu_seconds: the whole fit in process CPU time.
         self.metrics = {"steps": state.step, "train_seconds": state.train_seconds,
+                        "train_clock": c.clock,
                         "fit_cpu_seconds": time.process_time() - cpu0, "images": len(ds),
                         "dataset": ds.name}
         if self.history:

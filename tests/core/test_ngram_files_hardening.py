@@ -323,3 +323,35 @@ def test_a_valid_binary_still_loads_and_scores(binary: bytes, tmp_path: Path) ->
     model = NgramModel.load_binary(p)
     scores = model.score_batch(["the cat sat", "a dog ran"])
     assert np.all(np.isfinite(scores)) and np.all(scores < 0)
+
+
+# -- arguments the bindings get: clear errors, not pybind11's listing --------------------------
+
+def test_text_arguments_that_are_not_utf8_name_the_parameter(tmp_path: Path) -> None:
+    model = NgramModel.read_arpa(_arpa(tmp_path, SMALL_ARPA))
+    for call, name in ((lambda: model.score("caf\udce9"), "sentence"),
+                       (lambda: model.tokenize("caf\udce9"), "line"),
+                       (lambda: model.index("caf\udce9"), "word"),
+                       (lambda: model.ids("caf\udce9"), "line"),
+                       (lambda: model.next_logprobs(["caf\udce9"]), "a context word"),
+                       (lambda: NgramModel.estimate(["caf\udce9"], 2), "a line")):
+        with pytest.raises(ValueError) as info:
+            call()
+        assert str(info.value).startswith(f"{name} is not valid text: it holds a lone surrogate")
+    with pytest.raises(ValueError, match="sentence 1 is not valid text"):
+        model.score_batch(["a b", "caf\udce9"])
+    assert ("caf\udce9" in model) is False
+
+
+def test_context_ids_of_the_wrong_type_or_size_are_clear(tmp_path: Path) -> None:
+    model = NgramModel.read_arpa(_arpa(tmp_path, SMALL_ARPA))
+    with pytest.raises(TypeError, match="context items must be str words or int ids, got float"):
+        model.next_logprobs([1.5])
+    with pytest.raises(TypeError, match="got bool"):
+        model.next_logprobs([True])
+    with pytest.raises(IndexError, match=r"word id 100000000000000000000 is outside the "
+                       "vocabulary of 6 words"):
+        model.next_logprobs([10**20])
+    with pytest.raises(TypeError, match="context must be a sequence of words or ids, not a str"):
+        model.next_logprobs("a b")
+    assert model.next_logprobs([np.int64(3)]).shape == (6,)
