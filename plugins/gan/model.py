@@ -55,7 +55,9 @@ HISTORY_FILE = "history.json"
 class GanConfig(GeneratorConfig):
     """Options of the ``gan`` generator (DCGAN).
 
-    Architecture: ``image_size`` (8, 16, 32 or 64), ``channels`` (1 or 3),
+    Architecture: ``image_size`` (8, 16, 32 or 64; 0 = from the data: the largest
+    supported size not above its smallest image side), ``channels`` (1 or 3;
+    0 = from the data: 3 when any image is in colour),
     ``latent_dim``, ``g_width``/``d_width`` (channels of the widest layer is
     width * 2**(log2(size) - 2)), ``conditional`` (needs labelled data;
     ``num_classes``/``class_names`` are filled in by ``fit``).
@@ -71,8 +73,8 @@ class GanConfig(GeneratorConfig):
     continue from; ``eval_every``: digits metrics in the training log.
     """
 
-    image_size: int = 8
-    channels: int = 1
+    image_size: int = 0
+    channels: int = 0
     latent_dim: int = 32
     g_width: int = 32
     d_width: int = 32
@@ -104,10 +106,12 @@ class GanConfig(GeneratorConfig):
 
     def validate(self) -> None:
         """Check sizes, widths and budgets."""
-        if self.image_size not in SIZES:
-            raise ConfigError(f"image_size must be one of {SIZES}, got {self.image_size}")
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        if self.image_size not in (0, *SIZES):
+            raise ConfigError(f"image_size must be one of {SIZES} (or 0: from the data), "
+                              f"got {self.image_size}")
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB) (or 0: from the "
+                              f"data), got {self.channels}")
         for name in ("latent_dim", "g_width", "d_width", "batch_size", "threads"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -193,23 +197,39 @@ class GanGenerator(ImageGenerator):
             self.d.apply(dcgan_init)
 
     # -- data -------------------------------------------------------------------
-    def _images(self, data: Any) -> ImageDataset:
+    def _images(self, data: Any, progress: Progress | None = None) -> ImageDataset:
+        """The data at the model's size and channels. Before training, an image_size or
+        channels of 0 is taken from the data; a reduction is reported on ``progress``."""
         if isinstance(data, (str, Path)) and Path(data).expanduser().is_dir():
             data = ImageFolder(Path(data).expanduser())  # clear errors for image-less folders
         dataset: Dataset = data if isinstance(data, Dataset) else self._dataset(data)
-        c = self.cfg
-        if isinstance(dataset, ImageFolder):
-            return dataset.read(size=c.image_size, channels=c.channels, resize=c.resize)
-        if not isinstance(dataset, ImageDataset):
+        if not isinstance(dataset, (ImageFolder, ImageDataset)):
             raise ConfigError(f"the gan generator trains on images (digits or an image "
                               f"folder), got {type(dataset).__name__} {dataset.name!r}")
+        side, channels = dataset.shape() if isinstance(dataset, ImageFolder) \
+            else (dataset.size, dataset.channels)
+        c = self.cfg
+        if c.image_size == 0 or c.channels == 0:
+            fitting = [s for s in SIZES if s <= side] or [SIZES[0]]
+            self.config = c.replace(image_size=c.image_size or fitting[-1],
+                                    channels=c.channels or channels or 1)
+            c = self.cfg
+        if progress is not None and side and (c.image_size < side or c.channels < channels):
+            kind = {1: "grayscale", 3: "RGB"}
+            progress.log(
+                f"{dataset.name}: images are {side}x{side} or larger, "
+                f"{kind.get(channels, channels)}; training at {c.image_size}x{c.image_size} "
+                f"{kind[c.channels]} (image_size: one of {', '.join(map(str, SIZES))}; "
+                "set image_size and channels to choose)")
+        if isinstance(dataset, ImageFolder):
+            return dataset.read(size=c.image_size, channels=c.channels, resize=c.resize)
         return dataset.conformed(size=c.image_size, channels=c.channels)
 
     # -- training -----------------------------------------------------------------
     def fit(self, data: Any, *, progress: Progress | None = None) -> dict[str, Any]:
         """Train on ``data``: a dataset name (``digits``), an image folder or an ImageDataset."""
         progress = progress or Progress()
-        ds = self._images(data)
+        ds = self._images(data, progress)
         c = self.cfg
         if c.conditional:
             if ds.labels is None or ds.num_classes < 2:
@@ -225,8 +245,12 @@ class GanGenerator(ImageGenerator):
         assert self.g is not None and self.d is not None
         x = torch.from_numpy(ds.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         y = torch.from_numpy(ds.labels) if c.conditional and ds.labels is not None else None
+        batch_size = min(c.batch_size, len(ds))  # small data: one batch is all of it
+        if batch_size < c.batch_size:
+            progress.log(f"{ds.name}: {len(ds)} images, fewer than batch_size={c.batch_size}; "
+                         f"training with batches of {batch_size}")
         trainer = Trainer(g=self.g, d=self.d, x=x.contiguous(), y=y, loss=c.loss,
-                          batch_size=c.batch_size, seed=c.seed, lr_g=c.lr_g, lr_d=c.lr_d,
+                          batch_size=batch_size, seed=c.seed, lr_g=c.lr_g, lr_d=c.lr_d,
                           betas=(c.beta1, c.beta2), ema=c.ema)
         if trainer.g_ema is not None:
             self.g = trainer.g_ema  # what samples, metrics, save and export use
@@ -259,7 +283,7 @@ class GanGenerator(ImageGenerator):
         # train_seconds: the training loop on `clock` (what max_seconds budgets);
         # fit_cpu_seconds: the whole fit in process CPU time.
         self.metrics = {"steps": state.step, "train_seconds": state.train_seconds,
-                        "train_clock": c.clock,
+                        "train_clock": c.clock, "batch_size": batch_size,
                         "fit_cpu_seconds": time.process_time() - cpu0, "images": len(ds),
                         "dataset": ds.name}
         if self.history:
