@@ -12,7 +12,6 @@ import pytest
 from aigc_engine import errors
 from aigc_engine._core import NgramModel
 
-
 # An SRILM-style file: -99 for <s>, omitted zero backoffs, no <unk>, mixed
 # tabs and spaces, and a trigram ("c a b") whose context "c a" is missing.
 SMALL_ARPA = """Some header text before the data section.
@@ -85,7 +84,7 @@ def test_a_count_beyond_64_bits_is_a_format_error(tmp_path: Path) -> None:
 def test_non_finite_backoffs_are_refused(tmp_path: Path, value: str) -> None:
     p = _arpa(tmp_path, SMALL_ARPA.replace("-0.7\ta\t-0.3", f"-0.7\ta\t{value}"))
     message = _refused(p)
-    assert f"line 11: expected a " in message and f"found '{value}'" in message
+    assert "line 11: expected a " in message and f"found '{value}'" in message
     assert "log10 backoff" in message
 
 
