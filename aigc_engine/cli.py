@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .engine import Engine
-from .errors import AigcError, UnknownGeneratorError
+from .errors import AigcError, MissingDependencyError, UnknownGeneratorError
 from .generator import Generator, ImageGenerator, TextGenerator, TextRequest
 from .progress import console_progress
 
@@ -329,6 +329,8 @@ def info(bundle: Path, as_json: bool, no_verify: bool) -> None:
             gen = engine.load(bundle)
         except UnknownGeneratorError:
             verified = f"no (generator {manifest.generator!r} is not installed)"
+        except MissingDependencyError as exc:  # e.g. a torch bundle on a torch-free server
+            verified = f"no ({exc})"
         else:
             exports = list(gen.export_formats)
     data = manifest.to_json()

@@ -189,3 +189,15 @@ def test_corrupt_safetensors_and_history_name_the_file(models: dict[str, Any],
     wrong_history = tamper("history.json", b'{"step": 1}')
     with pytest.raises(ModelFormatError, match="must be a JSON list of objects"):
         Engine(plugins=["gan"]).load(wrong_history)
+
+
+def test_info_on_a_torch_free_server_shows_the_manifest(models: dict[str, Any]) -> None:
+    code = BLOCK_TORCH + textwrap.dedent(f"""
+        sys.argv = ["aigc", "info", {str(models["uncond_bundle"])!r}]
+        from aigc_engine.cli import main
+        main()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "generator   gan" in proc.stdout
+    assert "verified    no (the gan generator" in proc.stdout and "torch" in proc.stdout
