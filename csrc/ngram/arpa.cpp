@@ -280,6 +280,11 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
       if (!std::isfinite(backoff)) in.fail_found("a finite log10 backoff", fields[n + 1]);
       for (std::size_t k = 0; k < n; ++k) {
         if (n == 1) {
+          if (!fits_mode(fields[1], mode))
+            in.fail("word '" + excerpt(fields[1]) + "' cannot be a token of a " +
+                    token_mode_name(mode) + "-mode model (" +
+                    (mode == TokenMode::kChar ? "one character each, or <unk> <s> </s>"
+                                              : "it holds a CR or NUL separator") + ")");
           std::size_t before = vocab.size();
           ids[0] = vocab.insert(fields[1]);
           if (seen_unigram.size() < vocab.size()) seen_unigram.resize(vocab.size(), 0);

@@ -110,16 +110,6 @@ class Reader {
   Checksum* sum_ = nullptr;
 };
 
-// Whether `word` can be a token of a model in `mode`: valid UTF-8 (checked
-// before), non-empty, no separator; in char mode one character (or a special).
-bool fits_mode(std::string_view word, TokenMode mode) {
-  if (word.empty()) return false;
-  for (char c : word)
-    if (is_separator(c)) return false;
-  if (mode == TokenMode::kChar && word != kUnkWord && word != kBosWord && word != kEosWord)
-    return utf8_sequence_length(word, 0) == word.size();
-  return true;
-}
 
 }  // namespace
 

@@ -354,3 +354,20 @@ def test_context_ids_of_the_wrong_type_or_size_are_clear(tmp_path: Path) -> None
     with pytest.raises(TypeError, match="context must be a sequence of words or ids, not a str"):
         model.next_logprobs("a b")
     assert model.next_logprobs([np.int64(3)]).shape == (6,)
+
+
+# -- found by scripts/fuzz_readers.py: words a tokenizer can never produce ---------------------
+
+def test_an_arpa_word_holding_a_separator_is_refused(tmp_path: Path) -> None:
+    text = SMALL_ARPA.replace("-1.2\tc\n", "-1.2\tc\x00d\n")
+    assert ("line 13: word 'c\\x00d' cannot be a token of a word-mode model (it holds a CR or "
+            "NUL separator)") in _refused(_arpa(tmp_path, text))
+
+
+def test_a_char_mode_arpa_word_of_several_characters_is_refused(tmp_path: Path) -> None:
+    text = "# aigc-engine n-gram model: tokenizer=char\n" + SMALL_ARPA.replace("-1.2\tc\n",
+                                                                            "-1.2\tcd\n")
+    text = text.replace("\tb c\t", "\tb cd\t").replace("\ta b c\n", "\ta b cd\n").replace(
+        "\tc a b\n", "\tcd a b\n")
+    assert ("line 14: word 'cd' cannot be a token of a char-mode model (one character each, or "
+            "<unk> <s> </s>)") in _refused(_arpa(tmp_path, text))
