@@ -234,9 +234,11 @@ def _parent(target: Path) -> Path:
     return target.parent if str(target.parent) else Path(".")
 
 
-# Parent folders this thread holds a shared (reading) lock on.
+# Parent folders this thread holds a shared (reading) or exclusive (saving) lock on.
 _reading: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
     "aigc_bundle_reading", default=frozenset())
+_writing: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "aigc_bundle_writing", default=frozenset())
 
 
 @contextlib.contextmanager
@@ -272,8 +274,17 @@ def write_bundle(path: str | os.PathLike[str], manifest: Manifest,
     target = Path(path)
     parent = _parent(target)
     parent.mkdir(parents=True, exist_ok=True)
+    key = os.path.abspath(parent)
+    if key in _reading.get() or key in _writing.get():
+        raise ModelFormatError(
+            f"cannot save a bundle into {str(parent)!r} while a bundle of that folder is being "
+            "loaded or saved by this thread (the save would wait for itself)")
     with _locked(parent, exclusive=True):
-        return _write_locked(target, parent, manifest, write_payload)
+        token = _writing.set(_writing.get() | {key})
+        try:
+            return _write_locked(target, parent, manifest, write_payload)
+        finally:
+            _writing.reset(token)
 
 
 def _write_locked(target: Path, parent: Path, manifest: Manifest,

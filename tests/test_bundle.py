@@ -364,3 +364,14 @@ def test_concurrent_saves_to_one_path_each_succeed(tmp_path: Path) -> None:
     who = loaded.manifest.config["who"]
     assert (target / "data.txt").read_text() == who * 20000
     assert not [p.name for p in tmp_path.iterdir() if p.name.startswith(".aigc-")]
+
+
+def test_a_save_inside_a_load_of_the_same_folder_is_an_error_not_a_hang(engine: Engine,
+                                                                        saved: Path) -> None:
+    from aigc_engine.bundle import reading
+
+    gen = engine.create("template")
+    gen.fit(GRAMMAR)
+    with reading(saved), pytest.raises(ModelFormatError, match="the save would wait for itself"):
+        gen.save(saved.parent / "other")
+    assert gen.save(saved.parent / "other").is_dir()  # outside the load: fine
