@@ -40,16 +40,23 @@ MAX_SEED = 2**63 - 1
 MAX_TOKENS = 2**31 - 1
 
 
+def _shown(value: object) -> str:
+    """repr() of a value for a message; an integer too long to print is summarised."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {int(value.bit_length() * 0.30103) + 1} or so digits"
+    return repr(value)
+
+
 def _check_seed(seed: int | None) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"seed must be an integer or None, got {seed!r}")
     if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed must be in [0, 2**63 - 1], got {seed}")
+        raise ConfigError(f"seed must be in [0, 2**63 - 1], got {_shown(seed)}")
 
 
 def _check_positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{name} must be a positive integer, got {_shown(value)}")
 
 
 def _check_text(name: str, value: str) -> None:
@@ -171,7 +178,8 @@ class TextRequest:
         _check_text("prompt", self.prompt)
         _check_positive_int("max_tokens", self.max_tokens)
         if self.max_tokens > MAX_TOKENS:
-            raise ConfigError(f"max_tokens must be at most 2**31 - 1, got {self.max_tokens}")
+            raise ConfigError(
+                f"max_tokens must be at most 2**31 - 1, got {_shown(self.max_tokens)}")
         _check_positive_int("n", self.n)
         _check_seed(self.seed)
         if not isinstance(self.sampling, SamplingParams):

@@ -137,6 +137,9 @@ def test_tuples_from_the_command_line_may_be_bracketed(text: str) -> None:
                               "surrogate"),
     ({"max_tokens": 2**31}, r"max_tokens must be at most 2\*\*31 - 1, got 2147483648"),
     ({"max_tokens": 10**20}, r"max_tokens must be at most 2\*\*31 - 1"),
+    ({"max_tokens": 10**5000}, r"max_tokens must be at most 2\*\*31 - 1, got an integer of 5001 "
+                               "or so digits"),
+    ({"seed": -(10**5000)}, r"seed must be in \[0, 2\*\*63 - 1\], got an integer of 5001 or so"),
 ])
 def test_text_requests_the_core_cannot_take_are_config_errors(bad: dict[str, object],
                                                              match: str) -> None:
