@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+from . import _layout
 from .config import GeneratorConfig
 from .datasets import Dataset, DatasetSpec, TextDataset
 from .engine import Engine, GeneratorSpec, RegisteredGenerator
@@ -37,6 +38,11 @@ from .generator import (
     Usage,
 )
 from .plugin_manager import PluginInfo
+
+# Run from a checkout with the package installed elsewhere, the source tree is
+# this package: the installed copy's folder is searched too (for _core), after
+# the source tree's own modules (none of the imports above needs _core).
+_layout.extend_package_path(__path__, __name__)
 
 __version__ = "0.1.0"
 

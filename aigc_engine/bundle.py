@@ -9,19 +9,34 @@ executed: no pickle.
 Writes are atomic: the bundle is built in a temporary sibling directory, every
 file and the directory are fsynced, and it then replaces the old bundle by
 rename. A crash at any point leaves either the old bundle or the new one.
+Saves to one folder hold an exclusive lock on the parent directory (``flock``),
+loads a shared one, so concurrent saves each succeed and a load never sees a
+bundle half replaced.
+
+Loading trusts only what the manifest vouches for: every file in the bundle
+must be listed in it with its size and SHA-256, and symbolic links (or other
+non-regular files) are refused, so nothing outside the bundle is ever read.
 """
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import dataclasses
 import hashlib
 import json
 import os
 import shutil
+import stat
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not POSIX: saves are not locked
+    fcntl = None  # type: ignore[assignment]
 
 from .errors import ModelFormatError
 
@@ -69,12 +84,14 @@ class Manifest:
         if not isinstance(version, int) or isinstance(version, bool):
             raise ModelFormatError(f"{where}: format_version is missing or not an integer")
         if version > FORMAT_VERSION:
+            shown = str(version) if version < 10**12 else f"{str(version)[:12]}... (huge)"
             raise ModelFormatError(
-                f"{where}: bundle format version {version} is newer than this aigc-engine "
+                f"{where}: bundle format version {shown} is newer than this aigc-engine "
                 f"supports ({FORMAT_VERSION}); upgrade aigc-engine to load it"
             )
         if version < 1:
-            raise ModelFormatError(f"{where}: invalid bundle format version {version}")
+            raise ModelFormatError(f"{where}: invalid bundle format version "
+                                   f"{version if version > -10**12 else 'below -10**12'}")
         try:
             plugin = data["plugin"]
             manifest = cls(
@@ -96,6 +113,48 @@ class Manifest:
                     or not isinstance(entry.get("sha256"), str):
                 raise ModelFormatError(f"{where}: bad entry for payload file {name!r}")
         return manifest
+
+    def payload(self, directory: str | os.PathLike[str], name: str) -> Path:
+        """The path of payload file ``name`` in a verified bundle ``directory``.
+
+        Loaders read payload files through this, so a file the manifest does
+        not list (with size and hash) is never read: a ModelFormatError says so.
+        """
+        if name not in self.files:
+            raise ModelFormatError(
+                f"bundle {os.fspath(directory)!r} is incomplete: its manifest does not list "
+                f"{name!r}, which this generator needs"
+            )
+        return Path(directory) / name
+
+
+def read_json(path: str | os.PathLike[str], *, what: str = "") -> Any:
+    """Parse a JSON file; any failure is a ModelFormatError naming the file.
+
+    Catches what ``json`` raises on hostile input as well as on bad syntax:
+    invalid UTF-8, integers over Python's digit limit (a ValueError), nesting
+    deep enough to exhaust the stack (RecursionError). A UTF-8 byte-order mark
+    is accepted. ``what`` describes the file in the message ("grammar").
+    """
+    where = os.fspath(path)
+    label = f"{what} {where!r}" if what else repr(where)
+    try:
+        text = Path(path).read_bytes().decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ModelFormatError(
+            f"{label} is not valid UTF-8 (byte {exc.start}: {exc.reason})") from None
+    except OSError as exc:
+        raise ModelFormatError(f"cannot read {label}: {exc.strerror or exc}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ModelFormatError(
+            f"{label} is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
+        ) from None
+    except RecursionError:
+        raise ModelFormatError(f"{label} is not usable JSON: it is nested too deeply") from None
+    except ValueError as exc:  # e.g. "Exceeds the limit (4300 digits) for integer string"
+        raise ModelFormatError(f"{label} is not usable JSON: {exc}") from None
 
 
 def _str(value: Any, field: str, where: str) -> str:
@@ -149,6 +208,61 @@ def _engine_version() -> str:
         return "unknown"
 
 
+@contextlib.contextmanager
+def _locked(folder: Path, *, exclusive: bool) -> Iterator[None]:
+    """An advisory lock on ``folder`` (the bundle's parent): exclusive for saves,
+    shared for loads. Released when the process dies, so a crash never leaves it."""
+    if fcntl is None:
+        yield
+        return
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:  # an unreadable parent: nothing to coordinate with
+        yield
+        return
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        except OSError:  # a file system without locks (some network mounts)
+            pass
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _parent(target: Path) -> Path:
+    return target.parent if str(target.parent) else Path(".")
+
+
+# Parent folders this thread holds a shared (reading) or exclusive (saving) lock on.
+_reading: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "aigc_bundle_reading", default=frozenset())
+_writing: contextvars.ContextVar[frozenset[str]] = contextvars.ContextVar(
+    "aigc_bundle_writing", default=frozenset())
+
+
+@contextlib.contextmanager
+def reading(path: str | os.PathLike[str]) -> Iterator[None]:
+    """Hold while loading a bundle: no save replaces it in the meantime.
+
+    A save interrupted between its two renames is finished first (under the
+    save lock), then a shared lock is held until the block ends.
+    """
+    target = Path(path)
+    parent = _parent(target)
+    key = os.path.abspath(parent)
+    if key in _reading.get() or not parent.is_dir():
+        yield
+        return
+    _recover(target, locked=False)
+    with _locked(parent, exclusive=False):
+        token = _reading.set(_reading.get() | {key})
+        try:
+            yield
+        finally:
+            _reading.reset(token)
+
+
 def write_bundle(path: str | os.PathLike[str], manifest: Manifest,
                  write_payload: Callable[[Path], None]) -> Path:
     """Write a bundle atomically.
@@ -158,8 +272,26 @@ def write_bundle(path: str | os.PathLike[str], manifest: Manifest,
     replaces ``path``. Returns the bundle's path.
     """
     target = Path(path)
-    parent = target.parent if str(target.parent) else Path(".")
+    parent = _parent(target)
     parent.mkdir(parents=True, exist_ok=True)
+    key = os.path.abspath(parent)
+    if key in _reading.get() or key in _writing.get():
+        raise ModelFormatError(
+            f"cannot save a bundle into {str(parent)!r} while a bundle of that folder is being "
+            "loaded or saved by this thread (the save would wait for itself)")
+    with _locked(parent, exclusive=True):
+        token = _writing.set(_writing.get() | {key})
+        try:
+            return _write_locked(target, parent, manifest, write_payload)
+        finally:
+            _writing.reset(token)
+
+
+def _write_locked(target: Path, parent: Path, manifest: Manifest,
+                  write_payload: Callable[[Path], None]) -> Path:
+    if target.is_symlink():
+        raise ModelFormatError(
+            f"cannot save a bundle to {str(target)!r}: it is a symbolic link")
     if target.exists() and not target.is_dir():
         raise ModelFormatError(f"cannot save a bundle to {str(target)!r}: it is a file")
     if target.is_dir() and any(target.iterdir()) and not (target / MANIFEST).exists():
@@ -204,16 +336,28 @@ def write_bundle(path: str | os.PathLike[str], manifest: Manifest,
     return target
 
 
-def _recover(target: Path) -> None:
-    """Finish an interrupted replace: restore the old bundle if the new one never landed."""
-    old = target.parent / f"{_OLD_PREFIX}{target.name}"
-    if old.is_dir() and not target.exists():
-        os.rename(old, target)
+def _recover(target: Path, *, locked: bool = True) -> None:
+    """Finish an interrupted replace: restore the old bundle if the new one never landed.
+
+    ``locked``: the caller holds the save lock. Otherwise the lock is taken
+    first, so a save that is between its two renames finishes instead.
+    """
+    old = _parent(target) / f"{_OLD_PREFIX}{target.name}"
+    if not (old.is_dir() and not target.exists()):
+        return
+    if os.path.abspath(_parent(target)) in _reading.get():
+        return  # done by reading() before it took its lock
+    if not locked:
+        with _locked(_parent(target), exclusive=True):
+            _recover(target, locked=True)
+        return
+    os.rename(old, target)
 
 
 def _remove_stale(target: Path) -> None:
-    """Remove temporary directories left by saves that crashed."""
-    parent = target.parent if str(target.parent) else Path(".")
+    """Remove temporary directories left by saves that crashed (called under the lock:
+    a folder of a save that is still running is never removed)."""
+    parent = _parent(target)
     for stale in parent.glob(f"{_TMP_PREFIX}{target.name}-*"):
         shutil.rmtree(stale, ignore_errors=True)
 
@@ -221,29 +365,67 @@ def _remove_stale(target: Path) -> None:
 def read_manifest(path: str | os.PathLike[str]) -> Manifest:
     """Read and check a bundle's manifest without verifying the payload."""
     target = Path(path)
-    _recover(target)
+    _recover(target, locked=False)
     if not target.exists():
         raise ModelFormatError(f"no bundle at {str(target)!r}: the path does not exist")
     if not target.is_dir():
         raise ModelFormatError(f"{str(target)!r} is not a bundle directory")
     manifest_path = target / MANIFEST
-    if not manifest_path.is_file():
+    if manifest_path.is_symlink():
+        raise ModelFormatError(
+            f"bundle {str(target)!r} is refused: {MANIFEST} is a symbolic link (a bundle's "
+            "files must be inside it)")
+    if not manifest_path.exists():
         raise ModelFormatError(f"{str(target)!r} is not a bundle: {MANIFEST} is missing")
+    if not manifest_path.is_file():
+        raise ModelFormatError(f"bundle {str(target)!r} is refused: {MANIFEST} is not a file")
     where = str(manifest_path)
+    data = read_json(manifest_path)
     try:
-        data = json.loads(manifest_path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise ModelFormatError(f"{where} is not valid JSON: {exc}") from None
-    return Manifest.from_json(data, where=where)
+        return Manifest.from_json(data, where=where)
+    except RecursionError:
+        raise ModelFormatError(f"{where} is nested too deeply") from None
+
+
+def _bundle_files(target: Path) -> set[str]:
+    """The regular files under ``target`` (relative POSIX paths), refusing links,
+    devices, pipes and sockets: nothing outside the bundle is followed or read."""
+    files: set[str] = set()
+    pending = [target]
+    while pending:
+        folder = pending.pop()
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                rel = Path(entry.path).relative_to(target).as_posix()
+                mode = entry.stat(follow_symlinks=False).st_mode
+                if stat.S_ISLNK(mode):
+                    raise ModelFormatError(
+                        f"bundle {str(target)!r} is refused: {rel} is a symbolic link (a "
+                        "bundle's files must be inside it, not linked)")
+                if stat.S_ISDIR(mode):
+                    pending.append(Path(entry.path))
+                elif stat.S_ISREG(mode):
+                    files.add(rel)
+                else:
+                    raise ModelFormatError(
+                        f"bundle {str(target)!r} is refused: {rel} is not a regular file")
+    return files
 
 
 def read_bundle(path: str | os.PathLike[str]) -> LoadedBundle:
     """Read a bundle's manifest and verify every payload file's size and hash."""
     target = Path(path)
     manifest = read_manifest(target)
+    present = _bundle_files(target) - {MANIFEST}
+    unlisted = sorted(present - set(manifest.files))
+    if unlisted:
+        raise ModelFormatError(
+            f"bundle {str(target)!r} is refused: {', '.join(unlisted)} "
+            f"{'is' if len(unlisted) == 1 else 'are'} not listed in its manifest (every file "
+            "a bundle holds must be listed with its size and SHA-256)")
     for name, entry in manifest.files.items():
         file = target / name
-        if not file.is_file():
+        if name not in present:
             raise ModelFormatError(f"bundle {str(target)!r} is incomplete: {name} is missing")
         size = file.stat().st_size
         if size != entry["size"]:

@@ -18,7 +18,7 @@ import click
 
 from . import __version__
 from .engine import Engine
-from .errors import AigcError
+from .errors import AigcError, MissingDependencyError, UnknownGeneratorError
 from .generator import (
     MAX_TOKENS,
     Generator,
@@ -72,7 +72,11 @@ class AigcGroup(click.Group):
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
-            return super().invoke(ctx)
+            result = super().invoke(ctx)
+            sys.stdout.flush()  # a closed pipe shows here, not at interpreter exit
+            return result
+        except BrokenPipeError:
+            _quiet_broken_pipe()
         except AigcError as exc:
             _fail(exc)
         except OSError as exc:
@@ -85,6 +89,20 @@ class AigcGroup(click.Group):
             raise
         except Exception as exc:  # a bug or an unexpected input: still no traceback
             _fail(exc, prefix=f"{type(exc).__name__}: ")
+
+
+def _quiet_broken_pipe() -> None:
+    """The reader of stdout went away (``aigc info m | head -1``): exit without a message.
+
+    stdout is pointed at /dev/null so the interpreter's final flush does not
+    complain either (the recipe of Python's signal documentation).
+    """
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+    sys.exit(1)
 
 
 def _fail(exc: BaseException, prefix: str = "") -> None:
@@ -125,7 +143,8 @@ def plugins(as_json: bool) -> None:
         click.echo("no plugins installed")
         return
     for info in infos:
-        status = info.status if info.status != "failed" else f"failed: {info.error}"
+        error = (info.error or "").replace("\n", "\n" + " " * 16)  # details, indented
+        status = info.status if info.status != "failed" else f"failed: {error}"
         provides = []
         if info.generators:
             provides.append("generators: " + ", ".join(info.generators))
@@ -136,7 +155,7 @@ def plugins(as_json: bool) -> None:
         click.echo(f"{info.name:<14} {info.version:<10} {status:<8} "
                    f"{info.load_seconds * 1000:6.1f} ms  {'; '.join(provides)}")
         if info.error and info.status == "loaded":
-            click.echo(f"{'':<14} warning: {info.error}")
+            click.echo(f"{'':<14} warning: {error}")
 
 
 @cli.command()
@@ -197,7 +216,8 @@ def train(generator: str, source: str, sets: tuple[str, ...], output: Path,
     if as_json:
         _echo_json({"bundle": str(path), "seconds": seconds, "metrics": metrics})
     else:
-        click.echo(f"trained {generator} in {seconds:.2f} s: {_fmt_metrics(metrics)}", err=True)
+        click.echo(f"trained {generator}: fit took {seconds:.2f} s wall-clock "
+                   f"(data, training, statistics); {_fmt_metrics(metrics)}", err=True)
         click.echo(f"saved {path}", err=True)
 
 
@@ -303,6 +323,8 @@ def generate(bundle: Path, prompt: str, max_tokens: int, min_tokens: int, temper
         return
     if not isinstance(gen, TextGenerator):
         raise click.UsageError(f"cannot generate from a {gen.modality} generator")
+    if labels:
+        raise click.UsageError("--label is for conditional image models; this is a text model")
     request = TextRequest.build(
         prompt, max_tokens=max_tokens, min_tokens=min_tokens, temperature=temperature,
         top_k=top_k, top_p=top_p, min_p=min_p, repetition_penalty=repetition_penalty,
@@ -364,7 +386,14 @@ def eval_(bundle: Path, source: str, as_json: bool) -> None:
 @click.option("--quantize", type=click.Choice(["int8"]), default=None,
               help="onnx for text models: dynamic int8 quantization of the MatMuls.")
 def export(bundle: Path, fmt: str, output: Path, quantize: str | None) -> None:
-    """Export BUNDLE to another format (what each generator offers: `aigc info`)."""
+    """Export BUNDLE to another format (`aigc info BUNDLE` lists the formats it exports).
+
+    \b
+    ngram:       arpa (KenLM/SRILM text), binary (this engine's fast format); both
+                 open directly with `aigc generate FILE` and `aigc eval FILE`
+    gan:         onnx (a bundle the torch-free runtime generates from)
+    transformer, lstm: onnx (--quantize int8 for int8 MatMuls), for the runtime
+    """
     gen = get_engine().load(bundle)
     options = {"quantize": quantize} if quantize else {}
     path = gen.export(output, format=fmt, **options)
@@ -374,10 +403,30 @@ def export(bundle: Path, fmt: str, output: Path, quantize: str | None) -> None:
 @cli.command()
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
-def info(bundle: Path, as_json: bool) -> None:
-    """Show what a BUNDLE holds: generator, plugin, config, metrics, files."""
-    manifest = get_engine().info(bundle)
+@click.option("--no-verify", is_flag=True,
+              help="Only read the manifest (do not load and check the payload).")
+def info(bundle: Path, as_json: bool, no_verify: bool) -> None:
+    """Show what a BUNDLE holds: generator, plugin, config, metrics, files, export formats.
+
+    The bundle is loaded to check that its files match the manifest (a bundle
+    that would not load is an error); --no-verify only reads the manifest.
+    """
+    engine = get_engine()
+    manifest = engine.info(bundle)
+    exports: list[str] | None = None
+    verified = "no (--no-verify)" if no_verify else "yes"
+    if not no_verify:
+        try:
+            gen = engine.load(bundle)
+        except UnknownGeneratorError:
+            verified = f"no (generator {manifest.generator!r} is not installed)"
+        except MissingDependencyError as exc:  # e.g. a torch bundle on a torch-free server
+            verified = f"no ({exc})"
+        else:
+            exports = list(gen.export_formats)
     data = manifest.to_json()
+    if exports is not None:
+        data["export_formats"] = exports
     if as_json:
         _echo_json(data)
         return
@@ -389,6 +438,9 @@ def info(bundle: Path, as_json: bool) -> None:
         click.echo(f"metrics     {_fmt_metrics(manifest.metrics)}")
     for name, entry in manifest.files.items():
         click.echo(f"file        {name} ({entry['size']:,} bytes)")
+    click.echo(f"verified    {verified}")
+    if exports is not None:
+        click.echo(f"exports     {', '.join(exports) or 'none'} (aigc export BUNDLE --format ...)")
 
 
 @cli.command()
@@ -463,4 +515,7 @@ def main() -> None:
         get_engine().register_commands(cli)
     except AigcError as exc:
         _fail(exc)
-    cli.main(prog_name="aigc")
+    try:
+        cli.main(prog_name="aigc")
+    except BrokenPipeError:  # in click's own output (--help, usage errors)
+        _quiet_broken_pipe()

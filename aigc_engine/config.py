@@ -55,7 +55,7 @@ class GeneratorConfig:
         """Build a config from a mapping, rejecting unknown keys.
 
         With ``coerce=True`` string values are converted to the field's type
-        (``"5"`` -> 5, ``"true"`` -> True, ``"1,2"`` -> (1, 2)).
+        (``"5"`` -> 5, ``"true"`` -> True, ``"1,2"`` or ``"[1, 2]"`` -> (1, 2)).
         """
         names = cls.field_names()
         unknown = sorted(set(values) - set(names))
@@ -175,7 +175,11 @@ def _coerce(owner: str, name: str, text: str, tp: Any) -> Any:
             return float(text)
         if typing.get_origin(tp) is tuple:
             args = typing.get_args(tp)
-            parts = [p for p in text.replace(" ", ",").split(",") if p]
+            inner = text.strip()
+            # "[0.5, 1.0, 1.5]" and "(0.5,1,1.5)" as well as "0.5,1,1.5" or "0.5 1 1.5"
+            if inner[:1] + inner[-1:] in ("[]", "()"):
+                inner = inner[1:-1]
+            parts = [p for p in inner.replace(" ", ",").split(",") if p]
             item = args[0]
             return tuple(_coerce(owner, name, p, item) for p in parts)
     except ValueError:

@@ -54,14 +54,22 @@ class TextDataset(Dataset):
         return self._lines is not None
 
     def lines(self) -> Iterator[str]:
-        """Every line, without its newline."""
+        """Every line, without its newline (and without a UTF-8 byte-order mark at the start
+        of a file)."""
         if self._lines is not None:
             yield from self._lines
             return
         for path in self.paths:
-            with open(path, encoding="utf-8", newline="") as fh:
-                for line in fh:
-                    yield line.rstrip("\r\n")
+            # utf-8-sig: a byte-order mark at the start of a file is not text.
+            with open(path, encoding="utf-8-sig", newline="") as fh:
+                number = 0
+                try:
+                    for number, line in enumerate(fh, 1):  # noqa: B007 - read after the loop
+                        yield line.rstrip("\r\n")
+                except UnicodeDecodeError as exc:
+                    raise ConfigError(
+                        f"{str(path)!r} is not UTF-8 text: invalid byte after line {number} "
+                        f"({exc.reason}); save it as UTF-8") from None
 
     def text(self) -> str:
         """The whole dataset as one string (lines joined by newlines)."""

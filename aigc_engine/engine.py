@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
+import logging
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,6 +18,8 @@ from .generator import Generator
 from .plugin_manager import PluginHost, PluginInfo, Selection, strict_from_env
 
 MODALITIES = ("text", "image")
+
+_log = logging.getLogger("aigc_engine.plugins")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,37 +145,65 @@ class Engine:
         self._host.call_each("aigc_register_generators", generators_for)
         self._host.call_each("aigc_register_datasets", datasets_for)
         ok = {i.name for i in self._host.loaded()}
+        infos = self._host.infos
+
+        def builtin(plugin: str) -> bool:
+            return infos[plugin].builtin
+
+        # Generators: a built-in registration wins over third-party ones (which
+        # are reported); a clash between third parties disables the name.
+        by_name: dict[str, list[RegisteredGenerator]] = {}
         for reg in registered:
-            if reg.plugin not in ok:
+            if reg.plugin in ok:
+                by_name.setdefault(reg.name, []).append(reg)
+        for name, regs in by_name.items():
+            builtins = [r for r in regs if builtin(r.plugin)]
+            if len(regs) > 1 and len(builtins) == 1:
+                kept = builtins[0]
+                infos[kept.plugin].generators.append(name)
+                self._generators[name] = kept
+                for reg in regs:
+                    if reg is kept:
+                        continue
+                    self._warn(reg.plugin, f"generator {name!r} of plugin {reg.plugin!r} has the "
+                               f"name of the built-in one of plugin {kept.plugin!r}, which is "
+                               "kept; this registration is ignored")
                 continue
-            self._host.infos[reg.plugin].generators.append(reg.name)
-            other = self._generators.get(reg.name)
-            if other is not None or reg.name in self._conflicts:
-                owners = self._conflicts.setdefault(
-                    reg.name, [other.plugin] if other is not None else [])
-                owners.append(reg.plugin)
-                self._generators.pop(reg.name, None)
-                message = (f"generator {reg.name!r} is registered by more than one plugin: "
-                           f"{' and '.join(repr(o) for o in owners)}")
-                if self._host.strict:
-                    raise PluginError(message)
-                for owner in owners:
-                    self._host.infos[owner].error = message
+            for reg in regs:
+                infos[reg.plugin].generators.append(name)
+            if len(regs) == 1:
+                self._generators[name] = regs[0]
                 continue
-            self._generators[reg.name] = reg
-        for spec, plugin in datasets:
-            if plugin not in ok:
-                continue
+            owners = [r.plugin for r in regs]
+            self._conflicts[name] = owners
+            message = (f"generator {name!r} is registered by more than one plugin: "
+                       f"{' and '.join(repr(o) for o in owners)}")
+            if self._host.strict:
+                raise PluginError(message)
+            for owner in owners:
+                infos[owner].error = message
+        # Datasets: the built-in registration, else the first, is kept.
+        loaded_datasets = [(spec, plugin) for spec, plugin in datasets if plugin in ok]
+        loaded_datasets.sort(key=lambda entry: not builtin(entry[1]))  # stable: built-ins first
+        for spec, plugin in loaded_datasets:
             if spec.name in self._datasets:
                 first = self._datasets[spec.name][1]
-                message = (f"dataset {spec.name!r} is registered by both {first!r} and "
-                           f"{plugin!r}; keeping {first!r}'s")
-                if self._host.strict:
-                    raise PluginError(message)
-                self._host.infos[plugin].error = message
+                what = "the built-in one of" if builtin(first) else "the one of"
+                self._warn(plugin, f"dataset {spec.name!r} of plugin {plugin!r} has the name of "
+                           f"{what} plugin {first!r}, which is kept; this registration is "
+                           "ignored")
                 continue
             self._datasets[spec.name] = (spec, plugin)
-            self._host.infos[plugin].datasets.append(spec.name)
+            infos[plugin].datasets.append(spec.name)
+
+    def _warn(self, plugin: str, message: str) -> None:
+        """A name clash that keeps the plugin loaded: recorded (``aigc plugins``), logged once
+        as one line, an error in strict mode."""
+        if self._host.strict:
+            raise PluginError(message)
+        info = self._host.infos[plugin]
+        info.error = message if not info.error else f"{info.error}; {message}"
+        _log.warning("aigc plugin %r: %s", plugin, message)
 
     # -- queries -------------------------------------------------------------------
     def plugins(self) -> list[PluginInfo]:
@@ -234,16 +265,17 @@ class Engine:
         """
         if Path(path).is_file():
             return self._load_file(Path(path))
-        manifest = _bundle.read_manifest(path)
-        try:
-            reg = self.generator(manifest.generator)
-        except UnknownGeneratorError:
-            raise UnknownGeneratorError(
-                f"bundle {str(path)!r} needs generator {manifest.generator!r} from plugin "
-                f"{manifest.plugin!r} {manifest.plugin_version}, which is not installed or "
-                "not loaded (see `aigc plugins`)"
-            ) from None
-        gen = self._resolve(reg).load(path)
+        with _bundle.reading(path):
+            manifest = _bundle.read_manifest(path)
+            try:
+                reg = self.generator(manifest.generator)
+            except UnknownGeneratorError:
+                raise UnknownGeneratorError(
+                    f"bundle {str(path)!r} needs generator {manifest.generator!r} from plugin "
+                    f"{manifest.plugin!r} {manifest.plugin_version}, which is not installed or "
+                    "not loaded (see `aigc plugins`)"
+                ) from None
+            gen = self._resolve(reg).load(path)
         self._wire(gen, reg)
         return gen
 

@@ -41,16 +41,35 @@ MAX_TOKENS = 2**31 - 1
 MAX_N = 1024
 
 
+def _shown(value: object) -> str:
+    """repr() of a value for a message; an integer too long to print is summarised."""
+    if isinstance(value, int) and value.bit_length() > 128:
+        return f"an integer of {int(value.bit_length() * 0.30103) + 1} or so digits"
+    return repr(value)
+
+
 def _check_seed(seed: int | None) -> None:
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise ConfigError(f"seed must be an integer or None, got {seed!r}")
     if seed is not None and not 0 <= seed <= MAX_SEED:
-        raise ConfigError(f"seed must be in [0, 2**63 - 1], got {seed}")
+        raise ConfigError(f"seed must be in [0, 2**63 - 1], got {_shown(seed)}")
 
 
 def _check_positive_int(name: str, value: object) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        raise ConfigError(f"{name} must be a positive integer, got {_shown(value)}")
+
+
+def _check_text(name: str, value: str) -> None:
+    """A str that is not valid Unicode (lone surrogates: undecodable command-line bytes)
+    cannot reach a tokenizer; the error says which option and where."""
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        raise ConfigError(
+            f"{name} is not valid text: character {exc.start} is {value[exc.start]!r}, a lone "
+            "surrogate (bytes that are not UTF-8, e.g. from a terminal in another encoding)"
+        ) from None
 
 
 def fresh_seed() -> int:
@@ -176,9 +195,11 @@ class TextRequest:
                 raise ConfigError(f"{flag} must be True or False, got {getattr(self, flag)!r}")
         if not isinstance(self.prompt, str):
             raise ConfigError(f"prompt must be a string, got {type(self.prompt).__name__}")
+        _check_text("prompt", self.prompt)
         _check_positive_int("max_tokens", self.max_tokens)
         if self.max_tokens > MAX_TOKENS:
-            raise ConfigError(f"max_tokens must be at most {MAX_TOKENS}, got {self.max_tokens}")
+            raise ConfigError(
+                f"max_tokens must be at most 2**31 - 1, got {_shown(self.max_tokens)}")
         _check_positive_int("n", self.n)
         if self.n > MAX_N:
             raise ConfigError(f"n must be at most {MAX_N}, got {self.n}")
@@ -496,17 +517,23 @@ class Generator(abc.ABC, Generic[R]):
     @classmethod
     def load(cls: type[G], path: str | os.PathLike[str]) -> G:
         """Load a bundle written by :meth:`save` (checks format version and generator)."""
-        loaded = _bundle.read_bundle(path)
-        if loaded.manifest.generator != cls.name:
-            raise ModelFormatError(
-                f"bundle {str(path)!r} holds a {loaded.manifest.generator!r} model, "
-                f"not {cls.name!r}"
-            )
-        config = cls.config_class.from_mapping(loaded.manifest.config)
-        gen = cls(config)
-        gen.metrics = dict(loaded.manifest.metrics)
-        gen._plugin = (loaded.manifest.plugin, loaded.manifest.plugin_version)
-        gen._load_payload(loaded.path, loaded.manifest)
+        with _bundle.reading(path):  # no save replaces the bundle while it is read
+            loaded = _bundle.read_bundle(path)
+            if loaded.manifest.generator != cls.name:
+                raise ModelFormatError(
+                    f"bundle {str(path)!r} holds a {loaded.manifest.generator!r} model, "
+                    f"not {cls.name!r}"
+                )
+            try:
+                config = cls.config_class.from_mapping(loaded.manifest.config)
+            except ConfigError as exc:
+                raise ModelFormatError(
+                    f"bundle {str(path)!r}: the config in its manifest is invalid: {exc}"
+                ) from None
+            gen = cls(config)
+            gen.metrics = dict(loaded.manifest.metrics)
+            gen._plugin = (loaded.manifest.plugin, loaded.manifest.plugin_version)
+            gen._load_payload(loaded.path, loaded.manifest)
         return gen
 
     @classmethod

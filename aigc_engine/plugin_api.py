@@ -20,7 +20,7 @@ Built-in plugins use only this module and ``aigc_engine``'s public names.
 
 from __future__ import annotations
 
-from .bundle import Manifest
+from .bundle import Manifest, read_json
 from .config import GeneratorConfig
 from .datasets import Dataset, DatasetSpec, TextDataset, as_text_dataset
 from .decoding import AheadChunk, TokenModel, TokenTextGenerator, cut_at_stop, text_metrics
@@ -102,4 +102,5 @@ __all__ = [
     "load_tokenizer",
     "text_metrics",
     "train_tokenizer",
+    "read_json",
 ]

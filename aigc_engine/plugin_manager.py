@@ -5,6 +5,13 @@ that fails to import or raises in a hook is recorded (name, version, error)
 and skipped; ``AIGC_STRICT_PLUGINS=1`` re-raises instead. ``AIGC_PLUGINS`` (or
 the ``plugins`` argument) chooses which plugins load: unset or ``*`` = all,
 empty = none, ``a,b`` = only those, ``-a`` = all but a.
+
+A plugin cannot take the host down: anything it raises while importing or in a
+registration hook, ``SystemExit`` included (only ``KeyboardInterrupt`` passes),
+marks it as failed. The built-in plugins (those of the ``aigc-engine``
+distribution) keep their names: a third-party entry point of the same name is
+not loaded, and is reported as failed. Each failure is logged as one line; the
+details are in ``aigc plugins``.
 """
 
 from __future__ import annotations
@@ -25,6 +32,23 @@ from .errors import PluginError
 log = logging.getLogger("aigc_engine.plugins")
 
 ENTRY_POINT_GROUP = "aigc_engine"
+#: The distribution whose plugins are the built-in ones.
+BUILTIN_DISTRIBUTION = "aigc-engine"
+
+
+def _caught(exc: BaseException) -> bool:
+    """Whether a plugin's exception is recorded as a failure (all but Ctrl-C)."""
+    return not isinstance(exc, KeyboardInterrupt)
+
+
+def one_line(message: str, limit: int = 160) -> str:
+    """The first line of ``message``, shortened to ``limit`` characters."""
+    lines = message.strip().splitlines()
+    first = lines[0] if lines else ""
+    more = len(lines) > 1
+    if len(first) > limit:
+        first, more = first[:limit - 3], True
+    return first + (" ..." if more else "")
 
 
 @dataclasses.dataclass
@@ -41,6 +65,8 @@ class PluginInfo:
     datasets: list[str] = dataclasses.field(default_factory=list)
     commands: list[str] = dataclasses.field(default_factory=list)
     hooks: list[str] = dataclasses.field(default_factory=list)
+    #: A plugin of aigc-engine itself (it wins name clashes with third parties).
+    builtin: bool = False
 
     def to_json(self) -> dict[str, Any]:
         """A JSON-compatible dict."""
@@ -91,28 +117,51 @@ class PluginHost:
 
     # -- loading ---------------------------------------------------------------
     def load_entry_points(self) -> None:
-        """Discover and load the ``aigc_engine`` entry points, one by one."""
-        seen: set[str] = set()
-        for ep in sorted(_entry_points(), key=lambda e: e.name):
-            if ep.name in seen:
-                self._fail(PluginInfo(ep.name, _ep_version(ep), _ep_dist(ep), "failed"),
-                           PluginError(f"two installed plugins are named {ep.name!r}"))
-                continue
-            seen.add(ep.name)
-            info = PluginInfo(name=ep.name, version=_ep_version(ep), distribution=_ep_dist(ep),
-                              status="loaded")
-            if not self.selection.allows(ep.name):
-                info.status = "blocked"
-                self.infos[ep.name] = info
-                continue
-            start = time.perf_counter()
-            try:
-                obj = ep.load()
-            except Exception as exc:  # a broken plugin must not break the engine
-                info.load_seconds = time.perf_counter() - start
-                self._fail(info, exc, during="import")
-                continue
-            self._register(obj, info, start)
+        """Discover and load the ``aigc_engine`` entry points, one by one.
+
+        When several distributions publish one entry-point name, the built-in
+        one (else the first by distribution name) loads and the others are
+        recorded as failed under ``name[distribution]``.
+        """
+        by_name: dict[str, list[metadata.EntryPoint]] = {}
+        for ep in _entry_points():
+            by_name.setdefault(ep.name, []).append(ep)
+        # Built-in plugins load first, so a third party cannot pre-empt one (e.g. by
+        # registering the same module under another name).
+        names = sorted(by_name, key=lambda n: (
+            all(_ep_dist(e) != BUILTIN_DISTRIBUTION for e in by_name[n]), n))
+        for name in names:
+            eps = sorted(by_name[name], key=lambda e: (_ep_dist(e) != BUILTIN_DISTRIBUTION,
+                                                       _ep_dist(e)))
+            ep, others = eps[0], eps[1:]
+            self._load_one(ep)
+            kept = "the built-in plugin" if _ep_dist(ep) == BUILTIN_DISTRIBUTION \
+                else f"the plugin of {_ep_dist(ep)}"
+            for other in others:
+                key = f"{name}[{_ep_dist(other)}]"
+                info = PluginInfo(key, _ep_version(other), _ep_dist(other), "failed")
+                self._fail(info, PluginError(
+                    f"entry point {name!r} of {_ep_dist(other)} {_ep_version(other)} has the "
+                    f"name of {kept} {name!r} ({_ep_dist(ep)}), which is kept; this one is "
+                    "not loaded (its entry point needs another name)"), during="discovery")
+
+    def _load_one(self, ep: metadata.EntryPoint) -> None:
+        info = PluginInfo(name=ep.name, version=_ep_version(ep), distribution=_ep_dist(ep),
+                          status="loaded", builtin=_ep_dist(ep) == BUILTIN_DISTRIBUTION)
+        if not self.selection.allows(ep.name):
+            info.status = "blocked"
+            self.infos[ep.name] = info
+            return
+        start = time.perf_counter()
+        try:
+            obj = ep.load()
+        except BaseException as exc:  # a broken plugin must not break the engine
+            if not _caught(exc):
+                raise
+            info.load_seconds = time.perf_counter() - start
+            self._fail(info, exc, during="import")
+            return
+        self._register(obj, info, start)
 
     def add_plugin(self, obj: object, *, name: str, version: str = "0") -> None:
         """Register an in-process plugin object (tests, embedding programs)."""
@@ -129,7 +178,9 @@ class PluginHost:
     def _register(self, obj: object, info: PluginInfo, start: float) -> None:
         try:
             self.pm.register(obj, name=info.name)
-        except Exception as exc:  # pluggy validation errors (bad hook signatures)
+        except BaseException as exc:  # pluggy validation errors (bad hook signatures)
+            if not _caught(exc):
+                raise
             info.load_seconds = time.perf_counter() - start
             self._fail(info, exc, during="registration")
             return
@@ -140,12 +191,14 @@ class PluginHost:
     def _fail(self, info: PluginInfo, exc: BaseException, during: str = "") -> None:
         info.status = "failed"
         where = f" during {during}" if during else ""
-        info.error = f"{type(exc).__name__}{where}: {exc}"
+        detail = str(exc) if not isinstance(exc, SystemExit) else f"exit status {exc.code!r}"
+        info.error = f"{type(exc).__name__}{where}: {detail}"
         self.infos[info.name] = info
         if self.pm.has_plugin(info.name):
             self.pm.unregister(name=info.name)
-        log.warning("aigc plugin %r (%s %s) failed%s: %s", info.name, info.distribution,
-                    info.version, where, exc)
+        log.warning("aigc plugin %r (%s %s) failed%s: %s (details: aigc plugins)", info.name,
+                    info.distribution, info.version, where,
+                    one_line(f"{type(exc).__name__}: {detail}"))
         if self.strict:
             raise PluginError(f"plugin {info.name!r} failed{where}: {exc}") from exc
 
@@ -167,7 +220,9 @@ class PluginHost:
             kwargs = make_kwargs(name)
             try:
                 impl.function(*[kwargs[a] for a in impl.argnames])
-            except Exception as exc:
+            except BaseException as exc:
+                if not _caught(exc):
+                    raise
                 self._fail(info, exc, during=hook_name)
                 continue
             if after is not None:
@@ -202,7 +257,9 @@ class PluginHost:
                 out = impl.function(*args)
             except PluginError:
                 raise
-            except Exception as exc:
+            except BaseException as exc:
+                if not _caught(exc):
+                    raise
                 raise PluginError(
                     f"plugin {impl.plugin_name!r} failed in aigc_process_result: "
                     f"{type(exc).__name__}: {exc}"

@@ -58,8 +58,11 @@ class ConsoleProgress(Progress):
              ) -> Iterator[Task]:
         from tqdm import tqdm
 
+        # Whole counts ("7/300 step", not "7.00/300"); work of unknown size shows the
+        # elapsed time only (not "0.00it").
+        fmt = "{desc}: {elapsed}{postfix}" if total is None else None
         bar = tqdm(total=total, desc=description, unit=unit, file=sys.stderr, leave=True,
-                   dynamic_ncols=True, unit_scale=True)
+                   dynamic_ncols=True, unit_scale=False, bar_format=fmt)
         try:
             yield _TqdmTask(bar)
         finally:

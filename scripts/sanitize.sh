@@ -27,7 +27,11 @@ cmake -S . -B "$build" -G Ninja -DAIGC_SANITIZE=ON -DAIGC_CUDA=OFF \
 cmake --build "$build" --target _core
 
 rm -rf "$site" && mkdir -p "$site/aigc_engine"
-for item in aigc_engine/*; do ln -s "$root/$item" "$site/aigc_engine/"; done
+for item in aigc_engine/*; do
+  # aigc_engine/plugins (the package's __init__) is replaced by the wheel's mapping below.
+  [ "$(basename "$item")" = plugins ] && continue
+  ln -s "$root/$item" "$site/aigc_engine/"
+done
 ln -s "$root/plugins" "$site/aigc_engine/plugins"
 cp "$build"/_core*.so "$site/aigc_engine/"
 info=$site/aigc_engine-0.1.0.dist-info

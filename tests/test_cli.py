@@ -129,3 +129,121 @@ def test_import_never_imports_torch() -> None:
     code = "import aigc_engine, sys; assert 'torch' not in sys.modules; print('ok')"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
+
+
+# -- CLI misuse gets one clear line (issue 14) -------------------------------------------------
+
+SMALL = "the cat sat on the mat\nthe dog sat on the log\na cat and a dog\nthe mat is red\n"
+
+
+@pytest.fixture(scope="module")
+def lm(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("cli-lm")
+    (root / "small.txt").write_text(SMALL)
+    out = aigc("train", "ngram", "--data", str(root / "small.txt"), "--set", "order=3",
+               "--set", "discount_fallback=[0.5, 1.0, 1.5]", "-o", str(root / "lm"))
+    assert out.returncode == 0, out.stderr
+    return root / "lm"
+
+
+def test_the_fallback_the_error_suggests_is_accepted_by_set(lm: Path) -> None:
+    info = json.loads(aigc("info", str(lm), "--json").stdout)
+    assert info["config"]["discount_fallback"] == [0.5, 1.0, 1.5]
+
+
+def test_info_piped_into_head_exits_quietly(lm: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AIGC_")}
+    proc = subprocess.Popen([sys.executable, "-m", "aigc_engine", "info", str(lm)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=base)
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before anything is written
+    err = proc.stderr.read().decode()
+    proc.wait(timeout=120)
+    assert err == ""
+    assert proc.returncode == 1
+
+
+def test_an_undecodable_prompt_is_a_one_line_error(lm: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("AIGC_")}
+    out = subprocess.run([sys.executable, "-m", "aigc_engine", "generate", str(lm).encode(),
+                          "--prompt", b"caf\xe9", "--seed", "1"], capture_output=True,
+                         env={**base, "LC_ALL": "C.UTF-8"}, timeout=120)
+    assert out.returncode == 1
+    assert out.stderr.decode() == ("aigc: error: prompt is not valid text: character 3 is "
+                                   "'\\udce9', a lone surrogate (bytes that are not UTF-8, e.g. "
+                                   "from a terminal in another encoding)\n")
+
+
+def test_a_huge_max_tokens_is_a_one_line_error(lm: Path) -> None:
+    out = aigc("generate", str(lm), "--max-tokens", "100000000000000000000")
+    assert out.returncode == 1
+    assert out.stderr == ("aigc: error: max_tokens must be at most 2**31 - 1, got "
+                          "100000000000000000000\n")
+
+
+def test_label_on_a_text_model_is_a_usage_error(lm: Path) -> None:
+    out = aigc("generate", str(lm), "--label", "3", "--seed", "1")
+    assert out.returncode == 2
+    assert "--label is for conditional image models; this is a text model" in out.stderr
+    assert out.stdout == ""
+
+
+def test_a_binary_export_generates_and_info_lists_the_formats(lm: Path, tmp_path: Path) -> None:
+    binary = tmp_path / "lm5.bin"
+    assert aigc("export", str(lm), "--format", "binary", "-o", str(binary)).returncode == 0
+    direct = aigc("generate", str(binary), "--seed", "3", "--prompt", "the", "--max-tokens", "8")
+    bundled = aigc("generate", str(lm), "--seed", "3", "--prompt", "the", "--max-tokens", "8")
+    assert direct.returncode == 0, direct.stderr
+    assert direct.stdout == bundled.stdout and direct.stdout.startswith("the")
+    info = aigc("info", str(lm))
+    assert "exports     arpa, binary (aigc export BUNDLE --format ...)" in info.stdout
+    assert "verified    yes" in info.stdout
+    assert json.loads(aigc("info", str(lm), "--json").stdout)["export_formats"] == ["arpa",
+                                                                                   "binary"]
+    helptext = " ".join(aigc("export", "--help").stdout.split())
+    assert "`aigc info BUNDLE` lists the formats it exports" in helptext
+    assert "ngram: arpa (KenLM/SRILM text), binary" in helptext
+
+
+def test_info_refuses_a_bundle_whose_manifest_lies(lm: Path, tmp_path: Path) -> None:
+    import shutil
+
+    lying = tmp_path / "lying"
+    shutil.copytree(lm, lying)
+    manifest = json.loads((lying / "manifest.json").read_text())
+    manifest["config"]["order"] = 5
+    (lying / "manifest.json").write_text(json.dumps(manifest))
+    out = aigc("info", str(lying))
+    assert out.returncode == 1
+    assert "its manifest does not match model.bin: it says order 5 (the model is order 3)" \
+        in out.stderr
+    quick = aigc("info", str(lying), "--no-verify")
+    assert quick.returncode == 0 and "verified    no (--no-verify)" in quick.stdout
+
+
+def test_train_reports_the_wall_clock_of_fit(tmp_path: Path) -> None:
+    (tmp_path / "small.txt").write_text(SMALL)
+    out = aigc("train", "ngram", "--data", str(tmp_path / "small.txt"), "--set",
+               "discount_fallback=0.5,1,1.5", "-o", str(tmp_path / "lm"))
+    assert out.returncode == 0, out.stderr
+    assert out.stderr.startswith("trained ngram: fit took ")
+    assert " s wall-clock (data, training, statistics); ngrams=" in out.stderr
+
+
+def test_progress_bars_show_whole_counts(monkeypatch: pytest.MonkeyPatch) -> None:
+    import io
+
+    from aigc_engine.progress import ConsoleProgress
+
+    err = io.StringIO()
+    monkeypatch.setattr(sys, "stderr", err)
+    progress = ConsoleProgress()
+    with progress.task("training gan", total=300, unit="step") as task:
+        for _ in range(7):
+            task.advance(1)
+    with progress.task("estimating order-3 model", total=None):
+        pass
+    text = err.getvalue()
+    assert "7/300" in text and "7.00" not in text
+    last = text.replace("\r", "\n").strip().splitlines()[-1]
+    assert last.startswith("estimating order-3 model: 00:00") and "it" not in last

@@ -121,3 +121,27 @@ def test_prompt_may_be_given_by_keyword() -> None:
 def test_unknown_image_request_options_are_config_errors() -> None:
     with pytest.raises(ConfigError, match="unknown request option.*'size'.*valid: labels, n, seed"):
         ImageRequest.build(ImageRequest(n=2), size=3)
+
+
+@pytest.mark.parametrize("text", ["[0.5, 1.0, 1.5]", "(0.5,1,1.5)", "0.5,1,1.5", "0.5 1 1.5",
+                                  " [0.5,1.0,1.5] "])
+def test_tuples_from_the_command_line_may_be_bracketed(text: str) -> None:
+    from aigc_engine.plugins.ngram.generator import NgramConfig
+
+    config = NgramConfig.from_mapping({"discount_fallback": text}, coerce=True)
+    assert config.discount_fallback == (0.5, 1.0, 1.5)
+
+
+@pytest.mark.parametrize("bad,match", [
+    ({"prompt": "caf\udce9"}, r"prompt is not valid text: character 3 is '\\udce9', a lone "
+                              "surrogate"),
+    ({"max_tokens": 2**31}, r"max_tokens must be at most 2\*\*31 - 1, got 2147483648"),
+    ({"max_tokens": 10**20}, r"max_tokens must be at most 2\*\*31 - 1"),
+    ({"max_tokens": 10**5000}, r"max_tokens must be at most 2\*\*31 - 1, got an integer of 5001 "
+                               "or so digits"),
+    ({"seed": -(10**5000)}, r"seed must be in \[0, 2\*\*63 - 1\], got an integer of 5001 or so"),
+])
+def test_text_requests_the_core_cannot_take_are_config_errors(bad: dict[str, object],
+                                                             match: str) -> None:
+    with pytest.raises(ConfigError, match=match):
+        TextRequest.build(**bad)  # type: ignore[arg-type]

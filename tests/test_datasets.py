@@ -49,3 +49,33 @@ def test_errors_name_the_problem(engine: Engine, tmp_path: Path) -> None:
         engine.dataset(42)
     with pytest.raises(ConfigError, match="holds text, not image"):
         engine.dataset("tinyshakespeare", modality="image")
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_word(engine: Engine, tmp_path: Path) -> None:
+    text = "the cat sat\nthe dog sat\na cat ran\n"
+    plain = tmp_path / "plain.txt"
+    plain.write_text(text, encoding="utf-8")
+    bom = tmp_path / "bom.txt"
+    bom.write_bytes(b"\xef\xbb\xbf" + text.encode())
+    data = engine.dataset(str(bom))
+    assert next(iter(data.lines())) == "the cat sat"  # type: ignore[attr-defined]
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    (folder / "a.txt").write_bytes(b"\xef\xbb\xbfthe first\n")
+    assert list(engine.dataset(str(folder)).lines()) == ["the first"]  # type: ignore[attr-defined]
+    from aigc_engine.ngram import NgramModel
+
+    for source in (str(bom), bom):  # the core reads the file itself
+        lm = NgramModel.estimate(source, 2, discount_fallback=[0.5, 1.0, 1.5])
+        assert "\ufeffthe" not in lm and "the" in lm
+        ref = NgramModel.estimate(str(plain), 2, discount_fallback=[0.5, 1.0, 1.5])
+        assert lm.counts == ref.counts
+        assert lm.perplexity(bom) == ref.perplexity(plain)
+
+
+def test_a_text_file_that_is_not_utf8_is_a_config_error(engine: Engine, tmp_path: Path) -> None:
+    bad = tmp_path / "latin1.txt"
+    bad.write_bytes(b"caf\xe9 au lait\n")
+    with pytest.raises(ConfigError, match=r"latin1\.txt' is not UTF-8 text: invalid byte after "
+                       r"line 0 .*save it as UTF-8"):
+        list(engine.dataset(str(bad)).lines())  # type: ignore[attr-defined]

@@ -232,3 +232,67 @@ def test_discriminator_label_modes(engine: Engine, d_labels: str) -> None:
     gen.fit("digits")
     assert gen.d(torch.zeros(3, 1, 8, 8), torch.tensor([0, 1, 2])).shape == (3,)
     assert gen.generate(n=2, seed=0, labels=(4, 5)).labels == [4, 5]
+
+
+# -- image folders: size, channels and batch from the data (issue 14) ------------------------
+
+class _Log:
+    def __init__(self) -> None:
+        from aigc_engine.plugin_api import Progress
+
+        class Recording(Progress):
+            def __init__(self, lines: list[str]) -> None:
+                self.lines = lines
+
+            def log(self, message: str) -> None:
+                self.lines.append(message)
+
+        self.lines: list[str] = []
+        self.progress = Recording(self.lines)
+
+
+def _folder(root: Path, n: int, side: int, mode: str) -> Path:
+    rng = np.random.Generator(np.random.Philox(1))
+    root.mkdir()
+    for i in range(n):
+        shape = (side, side, 3) if mode == "RGB" else (side, side)
+        Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8), mode=mode).save(
+            root / f"{i:03d}.png")
+    return root
+
+
+def test_a_small_rgb_folder_trains_at_its_own_size_with_the_default_batch(
+        engine: Engine, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "rgb16", 50, 16, "RGB")
+    gen = engine.create("gan", g_width=8, d_width=8, latent_dim=16, steps=2, bn_batches=1,
+                        log_every=0)
+    assert gen.cfg.batch_size == 64 and gen.cfg.image_size == 0 and gen.cfg.channels == 0
+    log = _Log()
+    metrics = gen.fit(str(folder), progress=log.progress)
+    assert (gen.cfg.image_size, gen.cfg.channels) == (16, 3)
+    assert metrics["batch_size"] == 50
+    assert log.lines == [f"{folder}: 50 images, fewer than batch_size=64; training with "
+                         "batches of 50"]
+    assert gen.generate(n=3, seed=0).images.shape == (3, 16, 16, 3)
+
+
+def test_a_reduction_of_the_data_is_reported(engine: Engine, tmp_path: Path) -> None:
+    folder = _folder(tmp_path / "gray20", 8, 20, "L")
+    gen = make(engine, steps=1, batch_size=4)
+    log = _Log()
+    gen.fit(str(folder), progress=log.progress)
+    assert (gen.cfg.image_size, gen.cfg.channels) == (16, 1)
+    assert log.lines == [f"{folder}: images are 20x20 or larger, grayscale; training at 16x16 "
+                         "grayscale (image_size: one of 8, 16, 32, 64; set image_size and "
+                         "channels to choose)"]
+    rgb = _folder(tmp_path / "rgb16", 8, 16, "RGB")
+    explicit = make(engine, steps=1, batch_size=4, image_size=8, channels=1)
+    log = _Log()
+    explicit.fit(str(rgb), progress=log.progress)
+    assert log.lines == [f"{rgb}: images are 16x16 or larger, RGB; training at 8x8 grayscale "
+                         "(image_size: one of 8, 16, 32, 64; set image_size and channels to "
+                         "choose)"]
+
+
+def test_digits_still_train_at_8x8_grayscale_by_default(uncond: Any) -> None:
+    assert (uncond.cfg.image_size, uncond.cfg.channels) == (8, 1)

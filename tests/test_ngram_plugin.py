@@ -185,3 +185,49 @@ def test_generation_draws_through_the_shared_sampler(engine: Engine) -> None:
         row[lm.unk_id] = -np.inf  # <unk> is never generated
         expected = sample(row, params, seed=seed, stream=3, step=0)
         assert int(first[0]) == expected
+
+
+def test_bundle_whose_manifest_lies_about_the_model_is_refused(engine: Engine,
+                                                               tmp_path: Path) -> None:
+    from aigc_engine import ModelFormatError
+
+    gen = engine.create("ngram", order=3, discount_fallback=(0.5, 1.0, 1.5))
+    gen.fit(SMALL)
+    bundle = gen.save(tmp_path / "lm")
+    manifest = json.loads((bundle / "manifest.json").read_text())
+    manifest["config"].update(order=5, tokenizer="char")
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match=r"its manifest does not match model\.bin: it says "
+                       r"order 5 \(the model is order 3\), tokenizer 'char' \(the model's is "
+                       r"'word'\)"):
+        engine.load(bundle)
+    manifest["config"].update(order=3, tokenizer="word")
+    manifest["metrics"]["vocab_size"] = 99
+    (bundle / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(ModelFormatError, match=r"vocab_size=99 \(the model has 16\)"):
+        engine.load(bundle)
+
+
+def test_a_binary_export_opens_through_the_engine(engine: Engine, tmp_path: Path) -> None:
+    gen = engine.create("ngram", order=3, discount_fallback=(0.5, 1.0, 1.5))
+    gen.fit(SMALL)
+    binary = gen.export(tmp_path / "lm.bin", format="binary")
+    opened = engine.load(binary)
+    assert isinstance(opened, NgramGenerator) and opened.cfg.order == 3
+    sample = {"seed": 4, "n": 2, "max_tokens": 10, "stop_at_eos": False}
+    assert opened.generate(**sample).texts == gen.generate(**sample).texts  # type: ignore[attr-defined]
+    # Any suffix: the magic bytes decide.
+    other = tmp_path / "lm.model.bin"
+    other.write_bytes(binary.read_bytes())
+    assert engine.load(other).generate(**sample).texts == gen.generate(**sample).texts  # type: ignore[attr-defined]
+
+
+def test_empty_corpus_is_a_config_error_naming_the_data(engine: Engine, tmp_path: Path) -> None:
+    empty = tmp_path / "empty.txt"
+    empty.write_text("\n  \n\n")
+    with pytest.raises(ConfigError, match=r"dataset '.*empty\.txt' holds no text"):
+        engine.create("ngram", order=2).fit(str(empty))
+    out = aigc("train", "ngram", "--data", str(empty), "-o", str(tmp_path / "lm"))
+    assert out.returncode == 1
+    assert out.stderr.strip() == (f"aigc: error: dataset {str(empty)!r} holds no text (every "
+                                  "line is empty): nothing to estimate an n-gram model from")

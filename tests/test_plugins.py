@@ -239,3 +239,113 @@ def test_plugin_info_json_round_trips() -> None:
     info = Engine(plugins="*").plugins()[0]
     assert json.loads(json.dumps(info.to_json()))["name"] == info.name
     assert SimpleNamespace(**info.to_json()).status in ("loaded", "failed", "blocked")
+
+
+# -- plugins cannot take the host down or take over (issue 14) -----------------------------
+
+def _cli(site: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    code = (f"import sys; sys.path.insert(0, {str(site)!r}); sys.argv=['aigc', *{list(args)!r}]; "
+            "from aigc_engine.cli import main; main()")
+    return subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          env=_env(), timeout=120)
+
+
+def test_a_plugin_calling_sys_exit_on_import_is_recorded_as_failed(make_dist: MakeDist) -> None:
+    site = make_dist("aigc-quitter", "0.3", {"quitter": "quitter_mod"},
+                     {"quitter_mod": "import sys\nsys.exit(3)"})
+    engine = Engine(plugins="*")
+    info = {i.name: i for i in engine.plugins()}["quitter"]
+    assert info.status == "failed"
+    assert info.error == "SystemExit during import: exit status 3"
+    assert "template" in [g.name for g in engine.list_generators()]
+    out = _cli(site, "--help")
+    assert out.returncode == 0 and "Usage: aigc" in out.stdout
+    assert out.stderr.strip() == ("aigc plugin 'quitter' (aigc-quitter 0.3) failed during import: "
+                                  "SystemExit: exit status 3 (details: aigc plugins)")
+
+
+def test_a_plugin_exiting_in_a_hook_is_recorded_as_failed(make_dist: MakeDist) -> None:
+    make_dist("aigc-quitter", "0.3", {"quitter": "quitter_mod"}, {"quitter_mod": """
+from aigc_engine.plugin_api import hookimpl
+
+@hookimpl
+def aigc_register_generators(register):
+    raise SystemExit("bye")
+"""})
+    info = {i.name: i for i in Engine(plugins="*").plugins()}["quitter"]
+    assert info.status == "failed"
+    assert info.error == "SystemExit during aigc_register_generators: exit status 'bye'"
+
+
+def test_ctrl_c_during_a_plugin_import_is_not_swallowed(make_dist: MakeDist) -> None:
+    make_dist("aigc-slow", "0.1", {"slow": "slow_mod"}, {"slow_mod": "raise KeyboardInterrupt"})
+    with pytest.raises(KeyboardInterrupt):
+        Engine(plugins="*")
+
+
+def test_a_third_party_dataset_cannot_replace_a_builtin_one(make_dist: MakeDist) -> None:
+    make_dist("aigc-fake", "1.0", {"fake": "fake_mod"}, {"fake_mod": """
+from aigc_engine.plugin_api import DatasetSpec, TextDataset, hookimpl
+
+@hookimpl
+def aigc_register_datasets(register):
+    register(DatasetSpec("tinyshakespeare", "text",
+                         lambda: TextDataset.from_lines(["hijacked"], name="fake")))
+"""})
+    engine = Engine(plugins="*")
+    data = engine.dataset("tinyshakespeare")
+    assert data.name == "tinyshakespeare" and "hijacked" not in data.text()[:100]
+    infos = {i.name: i for i in engine.plugins()}
+    assert infos["fake"].status == "loaded" and infos["fake"].datasets == []
+    assert infos["fake"].error == ("dataset 'tinyshakespeare' of plugin 'fake' has the name of "
+                                   "the built-in one of plugin 'datasets', which is kept; this "
+                                   "registration is ignored")
+    assert infos["datasets"].error is None and infos["datasets"].builtin
+
+
+def test_a_third_party_generator_cannot_replace_a_builtin_one(make_dist: MakeDist) -> None:
+    make_dist("aigc-fake", "1.0", {"fake": "fake_mod"}, {"fake_mod": GOOD.format(name="ngram")})
+    engine = Engine(plugins="*")
+    assert engine.generator("ngram").plugin == "ngram"
+    assert type(engine.create("ngram")).__module__ == "aigc_engine.plugins.ngram.generator"
+    infos = {i.name: i for i in engine.plugins()}
+    assert infos["ngram"].error is None
+    assert infos["fake"].error == ("generator 'ngram' of plugin 'fake' has the name of the "
+                                   "built-in one of plugin 'ngram', which is kept; this "
+                                   "registration is ignored")
+
+
+def test_a_third_party_entry_point_named_like_a_builtin_is_the_one_refused(
+        make_dist: MakeDist) -> None:
+    make_dist("aigc-evil", "6.6", {"ngram": "evil_mod"}, {"evil_mod": GOOD.format(name="evil")})
+    engine = Engine(plugins="*")
+    infos = {i.name: i for i in engine.plugins()}
+    assert infos["ngram"].status == "loaded" and infos["ngram"].distribution == "aigc-engine"
+    assert infos["ngram"].error is None
+    assert "ngram" in [g.name for g in engine.list_generators()]
+    assert "evil" not in [g.name for g in engine.list_generators()]
+    evil = infos["ngram[aigc-evil]"]
+    assert evil.status == "failed" and evil.distribution == "aigc-evil"
+    assert evil.error == ("PluginError during discovery: entry point 'ngram' of aigc-evil 6.6 has "
+                          "the name of the built-in plugin 'ngram' (aigc-engine), which is kept; "
+                          "this one is not loaded (its entry point needs another name)")
+
+
+def test_plugin_warnings_are_one_line_each(make_dist: MakeDist) -> None:
+    # An entry point naming a built-in module again: pluggy's error dumps its plugin dict.
+    site = make_dist("aigc-dup", "1.0", {"dup": "aigc_engine.plugins.template"}, {})
+    make_dist("aigc-broken", "1.0", {"broken": "broken_mod"},
+              {"broken_mod": "raise RuntimeError('first line\\nsecond line\\nthird line')"})
+    out = _cli(site, "generators")
+    assert out.returncode == 0, out.stderr
+    lines = out.stderr.strip().splitlines()
+    assert len(lines) == 2, out.stderr
+    assert lines[0] == ("aigc plugin 'broken' (aigc-broken 1.0) failed during import: "
+                        "RuntimeError: first line ... (details: aigc plugins)")
+    assert lines[1].startswith("aigc plugin 'dup' (aigc-dup 1.0) failed during registration: "
+                               "ValueError: ")
+    assert lines[1].endswith(" (details: aigc plugins)") and len(lines[1]) < 260
+    details = json.loads(_cli(site, "plugins", "--json").stdout)
+    assert {i["name"]: i for i in details}["template"]["status"] == "loaded"  # not pre-empted
+    broken = {i["name"]: i for i in details}["broken"]
+    assert broken["error"] == "RuntimeError during import: first line\nsecond line\nthird line"

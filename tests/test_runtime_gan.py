@@ -124,3 +124,80 @@ def test_torch_blocked_gan_bundle_error(models: dict[str, Any]) -> None:
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "error:" in proc.stdout and "torch" in proc.stdout
+
+
+def _lie_in_manifest(bundle: Path, target: Path, **changes: Any) -> Path:
+    import shutil
+
+    shutil.copytree(bundle, target)
+    manifest = json.loads((target / "manifest.json").read_text())
+    manifest["config"].update(changes)
+    (target / "manifest.json").write_text(json.dumps(manifest))
+    return target
+
+
+@pytest.mark.parametrize(("changes", "match"), [
+    ({"latent_dim": 64}, r"latent input of shape \['batch', 16\], the config says latent_dim=64"),
+    ({"image_size": 16}, r"images of shape \[1, 8, 8\], the config says \[1, 16, 16\]"),
+    ({"num_classes": 0, "class_names": []}, r"inputs \['label', 'z'\], the config implies \['z'\]"),
+])
+def test_onnx_bundle_whose_manifest_lies_is_refused(models: dict[str, Any], tmp_path: Path,
+                                                    changes: dict[str, Any], match: str) -> None:
+    from aigc_engine import ModelFormatError
+
+    source = models["cond_onnx"] if "num_classes" in changes else models["uncond_onnx"]
+    lying = _lie_in_manifest(source, tmp_path / "lying", **changes)
+    with pytest.raises(ModelFormatError, match="model.onnx' does not match the config in its "
+                       "manifest: " + match):
+        Engine(plugins=["gan"]).load(lying)
+
+
+def test_torch_bundle_whose_manifest_lies_is_refused(models: dict[str, Any],
+                                                     tmp_path: Path) -> None:
+    from aigc_engine import ModelFormatError
+
+    lying = _lie_in_manifest(models["uncond_bundle"], tmp_path / "lying", latent_dim=64)
+    with pytest.raises(ModelFormatError, match="weights in generator.safetensors do not match "
+                       "the config in its manifest: .*size mismatch"):
+        Engine(plugins=["gan"]).load(lying)
+
+
+def test_corrupt_safetensors_and_history_name_the_file(models: dict[str, Any],
+                                                       tmp_path: Path) -> None:
+    import hashlib
+    import shutil
+
+    from aigc_engine import ModelFormatError
+
+    def tamper(name: str, data: bytes) -> Path:
+        target = tmp_path / f"bundle{len(list(tmp_path.iterdir()))}"
+        shutil.copytree(models["uncond_bundle"], target)
+        (target / name).write_bytes(data)
+        manifest = json.loads((target / "manifest.json").read_text())
+        manifest["files"][name] = {"size": len(data), "sha256": hashlib.sha256(data).hexdigest()}
+        (target / "manifest.json").write_text(json.dumps(manifest))
+        return target
+
+    bad_weights = tamper("generator.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")
+    with pytest.raises(ModelFormatError,
+                       match=r"generator\.safetensors' is not a readable safetensors file"):
+        Engine(plugins=["gan"]).load(bad_weights)
+    bad_history = tamper("history.json", b'[{"step": 1,')
+    with pytest.raises(ModelFormatError,
+                       match=r"training history '.*history\.json' is not valid JSON"):
+        Engine(plugins=["gan"]).load(bad_history)
+    wrong_history = tamper("history.json", b'{"step": 1}')
+    with pytest.raises(ModelFormatError, match="must be a JSON list of objects"):
+        Engine(plugins=["gan"]).load(wrong_history)
+
+
+def test_info_on_a_torch_free_server_shows_the_manifest(models: dict[str, Any]) -> None:
+    code = BLOCK_TORCH + textwrap.dedent(f"""
+        sys.argv = ["aigc", "info", {str(models["uncond_bundle"])!r}]
+        from aigc_engine.cli import main
+        main()
+    """)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    assert "generator   gan" in proc.stdout
+    assert "verified    no (the gan generator" in proc.stdout and "torch" in proc.stdout

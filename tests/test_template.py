@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
@@ -129,3 +130,66 @@ def test_invalid_json_names_the_position(tmp_path: object) -> None:
 def test_parse_rule_shapes() -> None:
     nodes = parse_rule("a #b.s# [c:d]", where="t")
     assert [type(n).__name__ for n in nodes] == ["_Text", "_Symbol", "_Text", "_Action"]
+
+
+# -- bounded expansion (issue 14) ------------------------------------------------------------
+
+def _doubling(levels: int) -> dict[str, list[str]]:
+    rules = {"origin": ["#s0#"], f"s{levels}": ["x"]}
+    for i in range(levels):
+        rules[f"s{i}"] = [f"#s{i + 1}##s{i + 1}#"]
+    return rules
+
+
+def test_a_grammar_that_doubles_each_level_stops_with_a_clear_error() -> None:
+    import time
+
+    engine = isolated_engine({"template": template_plugin})
+    gen = engine.create("template", max_depth=64)
+    gen.fit(_doubling(28))
+    start = time.perf_counter()
+    with pytest.raises(ConfigError, match="more than 200,000 symbol expansions: the grammar "
+                       "probably grows without end"):
+        gen.generate(seed=1)
+    assert time.perf_counter() - start < 20
+
+
+def test_a_grammar_of_empty_doublings_is_bounded_too() -> None:
+    rules = _doubling(28)
+    rules["s28"] = [""]
+    with pytest.raises(ConfigError, match="more than 200,000 symbol expansions"):
+        expand(rules)
+
+
+def test_output_size_is_bounded() -> None:
+    rules = {"origin": ["#a##a##a##a#"], "a": ["y" * 300_000]}
+    with pytest.raises(ConfigError, match="longer than 1,000,000 characters"):
+        expand(rules)
+    assert len(expand({"origin": ["#a##a#"], "a": ["y" * 300_000]})) == 600_000
+
+
+def test_max_depth_10000_is_iterative_not_recursive() -> None:
+    chain = {"origin": ["#s0#"], "s9999": ["end"]}
+    chain.update({f"s{i}": [f"<#s{i + 1}#"] for i in range(9999)})
+    text = Grammar(chain).expand("origin", random.Random(0), max_depth=10_000)
+    assert text == "<" * 9999 + "end"
+    forever = {"origin": ["#origin#x"]}
+    engine = isolated_engine({"template": template_plugin})
+    gen = engine.create("template", max_depth=10_000)
+    gen.fit(forever)
+    with pytest.raises(ConfigError, match="deeper than max_depth=10000 at #origin#"):
+        gen.generate(seed=0)
+
+
+def test_deeply_nested_actions_are_a_config_error() -> None:
+    rule = "[a:" * 1500 + "x" + "]" * 1500  # beyond Python's recursion limit
+    with pytest.raises(ConfigError, match="nests actions too deeply"):
+        Grammar({"origin": [rule]})
+
+
+def test_a_grammar_file_nested_too_deeply_is_a_config_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.json"
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    engine = isolated_engine({"template": template_plugin})
+    with pytest.raises(ConfigError, match=r"grammar '.*deep\.json' is nested too deeply"):
+        engine.create("template").fit(str(path))

@@ -129,7 +129,30 @@ class OnnxGanGenerator(ImageGenerator):
         (directory / MODEL_FILE).write_bytes(self._model)
 
     def _load_payload(self, directory: Path, manifest: Manifest) -> None:
-        path = directory / MODEL_FILE
-        if not path.is_file():
-            raise ModelFormatError(f"bundle {str(directory)!r} has no {MODEL_FILE}")
+        path = manifest.payload(directory, MODEL_FILE)
         self.set_model(path.read_bytes())
+        self._check_graph(path)
+
+    def _check_graph(self, path: Path) -> None:
+        """The graph's inputs and output must be what the manifest's config says."""
+        c = self.cfg
+        session = self._get_session()
+        inputs = {i.name: i.shape for i in session.get_inputs()}
+        outputs = {o.name: o.shape for o in session.get_outputs()}
+        want_inputs = {"z", "label"} if c.num_classes > 0 else {"z"}
+        problems = []
+        if set(inputs) != want_inputs:
+            problems.append(f"inputs {sorted(inputs)}, the config implies {sorted(want_inputs)}")
+        elif inputs["z"][1:] != [c.latent_dim]:
+            problems.append(f"latent input of shape {inputs['z']}, the config says "
+                            f"latent_dim={c.latent_dim}")
+        want = [c.channels, c.image_size, c.image_size]
+        if "image" not in outputs:
+            problems.append(f"outputs {sorted(outputs)}, expected 'image'")
+        elif outputs["image"][1:] != want:
+            problems.append(f"images of shape {outputs['image'][1:]}, the config says "
+                            f"{want} (channels, size, size)")
+        if problems:
+            raise ModelFormatError(
+                f"{str(path)!r} does not match the config in its manifest: "
+                + "; ".join(problems))

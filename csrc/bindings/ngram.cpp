@@ -65,6 +65,42 @@ std::string existing_file(const py::handle& obj) {
   return path;
 }
 
+// The UTF-8 text of a str argument. A str that cannot be encoded (lone
+// surrogates, e.g. undecodable command-line bytes) is a ValueError naming the
+// parameter, a non-str a TypeError: never pybind11's "incompatible function
+// arguments" listing.
+std::string utf8_arg(const py::handle& obj, const char* name) {
+  if (!PyUnicode_Check(obj.ptr()))
+    throw py::type_error(std::string(name) + " must be a str, got " +
+                         std::string(py::str(py::type::of(obj).attr("__name__"))));
+  Py_ssize_t len = 0;
+  const char* data = PyUnicode_AsUTF8AndSize(obj.ptr(), &len);
+  if (!data) {
+    PyErr_Clear();
+    throw std::invalid_argument(std::string(name) +
+                                " is not valid text: it holds a lone surrogate (bytes that are "
+                                "not UTF-8, e.g. from a terminal in another encoding)");
+  }
+  return std::string(data, static_cast<std::size_t>(len));
+}
+
+// The bytes of a text file for the core: a leading UTF-8 byte-order mark is
+// dropped (it is not part of the first word).
+std::string read_text_file(const std::string& path) {
+  std::string text = ngram::read_file(path);
+  if (text.compare(0, 3, ngram::kUtf8Bom) == 0) text.erase(0, 3);
+  return text;
+}
+
+bool starts_with_bom(const std::string& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  if (!f) return false;
+  char head[3] = {};
+  const std::size_t got = std::fread(head, 1, 3, f);
+  std::fclose(f);
+  return got == 3 && std::string_view(head, 3) == ngram::kUtf8Bom;
+}
+
 // A sequence of lines joined with '\n' (each string is one sentence).
 std::string join_lines(const py::handle& obj) {
   if (py::isinstance<py::bytes>(obj))
@@ -74,7 +110,7 @@ std::string join_lines(const py::handle& obj) {
     if (!py::isinstance<py::str>(item))
       throw std::invalid_argument("expected a sequence of str lines, found an item of type " +
                                   std::string(py::str(py::type::of(item).attr("__name__"))));
-    text += item.cast<std::string>();
+    text += utf8_arg(item, "a line");
     text.push_back('\n');
   }
   return text;
@@ -83,15 +119,22 @@ std::string join_lines(const py::handle& obj) {
 std::vector<std::uint32_t> to_ids(const PyNgram& self, const py::handle& context) {
   std::vector<std::uint32_t> ids;
   const std::size_t v = self.model.vocab_size();
+  if (py::isinstance<py::str>(context))
+    throw py::type_error("context must be a sequence of words or ids, not a str (use tokenize())");
   for (const py::handle& item : context) {
     long long id;
     if (py::isinstance<py::str>(item)) {
-      id = self.model.index(item.cast<std::string>());
+      id = self.model.index(utf8_arg(item, "a context word"));
     } else {
-      id = item.cast<long long>();
-      if (id < 0 || static_cast<std::size_t>(id) >= v)
-        throw std::out_of_range("word id " + std::to_string(id) + " is outside the vocabulary of " +
-                                std::to_string(v) + " words");
+      if (PyBool_Check(item.ptr()) || !PyIndex_Check(item.ptr()))
+        throw py::type_error("context items must be str words or int ids, got " +
+                             std::string(py::str(py::type::of(item).attr("__name__"))));
+      int overflow = 0;
+      id = PyLong_AsLongLongAndOverflow(py::reinterpret_steal<py::object>(PyNumber_Index(item.ptr())).ptr(),
+                                        &overflow);
+      if (overflow || id < 0 || static_cast<std::size_t>(id) >= v)
+        throw std::out_of_range("word id " + std::string(py::str(item)) +
+                                " is outside the vocabulary of " + std::to_string(v) + " words");
     }
     ids.push_back(static_cast<std::uint32_t>(id));
   }
@@ -275,7 +318,15 @@ fixed for the specials: <unk> = 0, <s> = 1, </s> = 2.
         std::optional<Model> model;
         if (is_path(source)) {
           std::string path = existing_file(source);
+<<<<<<< HEAD
           run_estimation([&] { model.emplace(ngram::estimate_file(path, opt, &info)); }, progress, state);
+=======
+          py::gil_scoped_release release;
+          if (starts_with_bom(path))  // the mark is not part of the first word
+            model.emplace(ngram::estimate(read_text_file(path), opt, &info));
+          else
+            model.emplace(ngram::estimate_file(path, opt, &info));
+>>>>>>> harden
         } else {
           std::string text = join_lines(source);
           run_estimation([&] { model.emplace(ngram::estimate(text, opt, &info)); }, progress, state);
@@ -318,7 +369,8 @@ thread as the work goes on (total 0 when unknown); Ctrl-C cancels.)doc");
          const py::object& memory, const py::object& temp_dir, const py::object& progress) {
         if (!py::isinstance<py::str>(text_obj) && !py::isinstance<py::bytes>(text_obj))
           throw std::invalid_argument("estimate_text expects str or bytes (UTF-8)");
-        std::string text = text_obj.cast<std::string>();
+        std::string text = py::isinstance<py::str>(text_obj) ? utf8_arg(text_obj, "text")
+                                                              : text_obj.cast<std::string>();
         ngram::EstimateOptions opt =
             estimate_options(order, mode, discount_fallback, prune, threads, memory, temp_dir);
         ngram::EstimateProgress state;
@@ -452,10 +504,21 @@ Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
       },
       "For an estimated model, {'sentences', 'tokens', 'spill_runs', 'spill_bytes'}; None for a loaded one.");
   cls.def(
-      "index", [](const PyNgram& s, const std::string& w) { return s.model.index(w); }, py::arg("word"),
+      "index", [](const PyNgram& s, const py::object& w) { return s.model.index(utf8_arg(w, "word")); },
+      py::arg("word"),
       "Id of `word`; 0 (<unk>) if it is not in the vocabulary.");
   cls.def(
-      "__contains__", [](const PyNgram& s, const std::string& w) { return s.model.vocab().find(w) != ngram::kNoWord; },
+      "__contains__",
+      [](const PyNgram& s, const py::object& w) {
+        if (!py::isinstance<py::str>(w)) return false;
+        Py_ssize_t len = 0;
+        const char* data = PyUnicode_AsUTF8AndSize(w.ptr(), &len);
+        if (!data) {  // not valid text: not a word of the model
+          PyErr_Clear();
+          return false;
+        }
+        return s.model.vocab().find(std::string_view(data, static_cast<std::size_t>(len))) != ngram::kNoWord;
+      },
       py::arg("word"));
   cls.def(
       "word",
@@ -468,7 +531,7 @@ Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
       py::arg("id"), "The word of an id (IndexError when out of range).");
   cls.def(
       "tokenize",
-      [](const PyNgram& s, const std::string& line) { return ngram::tokenize(line, s.model.mode()); },
+      [](const PyNgram& s, const py::object& line) { return ngram::tokenize(utf8_arg(line, "line"), s.model.mode()); },
       py::arg("line"), "The tokens of one line in this model's mode.");
   cls.def(
       "detokenize",
@@ -500,7 +563,8 @@ Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
       "\u2581 as a space (char mode); <s> is dropped and </s> ends a line.");
   cls.def(
       "ids",
-      [](const PyNgram& s, const std::string& line) {
+      [](const PyNgram& s, const py::object& line_obj) {
+        const std::string line = utf8_arg(line_obj, "line");
         std::vector<std::uint32_t> ids;
         ngram::for_each_token(line, s.model.mode(), 0,
                               [&](std::string_view t) { ids.push_back(s.model.index(t)); });
@@ -509,8 +573,8 @@ Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
       py::arg("line"), "Token ids of one line (0 for unknown words), int32 array.");
   cls.def(
       "score",
-      [](const PyNgram& s, const std::string& sentence, bool bos, bool eos) {
-        return s.model.score_text(sentence, bos, eos);
+      [](const PyNgram& s, const py::object& sentence, bool bos, bool eos) {
+        return s.model.score_text(utf8_arg(sentence, "sentence"), bos, eos);
       },
       py::arg("sentence"), py::kw_only(), py::arg("bos") = true, py::arg("eos") = true,
       "log10 probability of a sentence, with <s> context (bos) and </s> scored at the end (eos), "
@@ -532,7 +596,11 @@ Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
                                         " is " + std::string(py::str(py::type::of(item).attr("__name__"))));
           Py_ssize_t len = 0;
           const char* data = PyUnicode_AsUTF8AndSize(item.ptr(), &len);
-          if (!data) throw py::error_already_set();
+          if (!data) {
+            PyErr_Clear();
+            throw std::invalid_argument("sentence " + std::to_string(i) +
+                                        " is not valid text: it holds a lone surrogate");
+          }
           views.emplace_back(data, static_cast<std::size_t>(len));
           keep.push_back(std::move(item));
         }
@@ -553,7 +621,7 @@ Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
         ngram::PerplexityStats st;
         {
           py::gil_scoped_release release;
-          if (!path.empty()) text = ngram::read_file(path);
+          if (!path.empty()) text = read_text_file(path);
           st = s.model.perplexity(text, threads);
         }
         return stats_dict(st);

@@ -3,8 +3,10 @@
 #include <charconv>
 #include <cmath>
 #include <cstring>
+#include <cstdio>
 #include <limits>
 #include <numeric>
+#include <utility>
 
 #include "core_error.hpp"
 #include "ngram/io_util.hpp"
@@ -55,19 +57,31 @@ std::string_view trim(std::string_view s) {
   return s;
 }
 
+// Parses a float; false for text that is not one and for values beyond the
+// float range ("1e39"; "inf" and "-inf" themselves parse).
 bool parse_float(std::string_view s, float& out) {
   if (s.empty()) return false;
   const char* b = s.data();
   const char* e = b + s.size();
   if (*b == '+') ++b;
   auto r = std::from_chars(b, e, out);
-  if (r.ec == std::errc::result_out_of_range) {
-    // Denormal or huge: fall back to strtof semantics.
+  if (r.ec == std::errc::result_out_of_range && r.ptr == e) {
+    // Denormal (kept, as strtof gives it) or huge (refused).
     out = std::strtof(std::string(s).c_str(), nullptr);
-    return true;
+    return std::isfinite(out);
   }
   return r.ec == std::errc() && r.ptr == e;
 }
+
+// 1-based line and column of byte `offset` of `text`.
+std::pair<std::size_t, std::size_t> line_of(std::string_view text, std::size_t offset) {
+  std::size_t line = 1, start = 0;
+  for (std::size_t i = 0; i < offset; ++i)
+    if (text[i] == '\n') ++line, start = i + 1;
+  return {line, offset - start + 1};
+}
+
+constexpr std::string_view kModeHeader = "# aigc-engine n-gram model: tokenizer=";
 
 // Splits on runs of spaces and tabs.
 std::size_t split_fields(std::string_view line, std::string_view* fields, std::size_t max_fields) {
@@ -133,14 +147,37 @@ Model Model::read_arpa(const std::string& path) {
 }
 
 Model Model::parse_arpa(std::string_view text, const std::string& name) {
+  text = strip_bom(text);
+  // Words are UTF-8: check once, up front, so that every later message (and
+  // every word the model may generate) is valid text.
+  if (std::size_t bad = find_invalid_utf8(text); bad != std::string_view::npos) {
+    auto [line_no, column] = line_of(text, bad);
+    char byte[8];
+    std::snprintf(byte, sizeof byte, "0x%02X", static_cast<unsigned>(static_cast<unsigned char>(text[bad])));
+    throw FormatError(name + ": line " + std::to_string(line_no) + ": invalid UTF-8 (byte " + byte +
+                      " at column " + std::to_string(column) + "); ARPA files must be UTF-8");
+  }
   LineReader in(text, name);
   std::string_view line;
-  // Header.
+  TokenMode mode = TokenMode::kWord;
+  // Header; text before it is ignored, except the mode line write_arpa puts
+  // there for char-mode models.
   for (;;) {
     if (!in.next(line)) in.fail_eof("the '\\data\\' header");
-    if (trim(line) == "\\data\\") break;
+    std::string_view t = trim(line);
+    if (t == "\\data\\") break;
+    if (t.substr(0, kModeHeader.size()) == kModeHeader) {
+      std::string_view m = trim(t.substr(kModeHeader.size()));
+      if (m == "char")
+        mode = TokenMode::kChar;
+      else if (m == "word")
+        mode = TokenMode::kWord;
+      else
+        in.fail_found("tokenizer=word or tokenizer=char", line);
+    }
   }
   std::vector<std::uint64_t> declared;
+  std::vector<std::size_t> declared_line;
   for (;;) {
     if (!in.next(line)) in.fail_eof("'ngram N=count' lines or '\\1-grams:'");
     std::string_view t = trim(line);
@@ -168,14 +205,32 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
       in.fail("order " + std::to_string(n) + " is above the supported maximum " +
               std::to_string(kMaxOrder));
     declared.push_back(c);
+    declared_line.push_back(in.line_no());
   }
   if (declared.empty()) in.fail("no 'ngram N=count' lines after '\\data\\'");
   const std::size_t order = declared.size();
   if (declared[0] == 0) in.fail("the model declares no 1-grams");
+  // A count the file cannot hold is refused before anything is allocated: an
+  // n-gram line takes at least 2n + 1 bytes (a digit, n one-byte words, n
+  // separators, a newline), so reservations stay within a few times the
+  // file's size.
+  {
+    std::uint64_t room = text.size();
+    for (std::size_t n = 1; n <= order; ++n) {
+      const std::uint64_t per_line = 2 * n + 1;
+      if (declared[n - 1] > room / per_line)
+        throw FormatError(name + ": line " + std::to_string(declared_line[n - 1]) +
+                          ": 'ngram " + std::to_string(n) + "=" + std::to_string(declared[n - 1]) +
+                          "' declares more " + std::to_string(n) + "-grams than a file of " +
+                          std::to_string(text.size()) + " bytes can hold (a wrong count?)");
+      room -= declared[n - 1] * per_line;
+    }
+  }
 
   Model m;
+  m.mode_ = mode;
   Vocabulary& vocab = m.vocab_;
-  vocab.reserve(declared[0] + 3, declared[0] * 8);
+  vocab.reserve(declared[0] + 3, std::min<std::uint64_t>(declared[0] * 8, text.size()));
   vocab.insert(kUnkWord);
   vocab.insert(kBosWord);
   vocab.insert(kEosWord);
@@ -220,10 +275,16 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
       if (!parse_float(fields[0], prob)) in.fail_found("a log10 probability", fields[0]);
       if (has_backoff && !parse_float(fields[n + 1], backoff))
         in.fail_found("a log10 backoff", fields[n + 1]);
+      // -inf (probability 0) is a valid log10 probability; NaN and +inf are not.
       if (std::isnan(prob) || prob > 0.0f) in.fail_found("a log10 probability <= 0", fields[0]);
-      if (std::isnan(backoff)) in.fail_found("a log10 backoff", fields[n + 1]);
+      if (!std::isfinite(backoff)) in.fail_found("a finite log10 backoff", fields[n + 1]);
       for (std::size_t k = 0; k < n; ++k) {
         if (n == 1) {
+          if (!fits_mode(fields[1], mode))
+            in.fail("word '" + excerpt(fields[1]) + "' cannot be a token of a " +
+                    token_mode_name(mode) + "-mode model (" +
+                    (mode == TokenMode::kChar ? "one character each, or <unk> <s> </s>"
+                                              : "it holds a CR or NUL separator") + ")");
           std::size_t before = vocab.size();
           ids[0] = vocab.insert(fields[1]);
           if (seen_unigram.size() < vocab.size()) seen_unigram.resize(vocab.size(), 0);
@@ -359,7 +420,9 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
       for (std::size_t k = 1; k + 1 < n; ++k) ctx = m.find_child(k - 1, ctx, ids[k]);
       State s;
       for (std::size_t k = 1; k + 1 < n; ++k) m.advance(s, ids[k]);
-      lv.prob[i] = m.levels_[n - 2].backoff[ctx] + m.score_word(s, ids[n - 1], s);
+      // A probability above 1 can only come from rounding or an inconsistent
+      // file; it is stored as 1 so the model never holds (or writes) log10 > 0.
+      lv.prob[i] = std::min(0.0f, m.levels_[n - 2].backoff[ctx] + m.score_word(s, ids[n - 1], s));
     }
   }
   m.suffix_closed_ = m.compute_suffix_closed();
@@ -367,9 +430,23 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
 }
 
 void Model::write_arpa(const std::string& path) const {
+  // Never write what read_arpa refuses: check the values first.
+  for (std::size_t k = 0; k < levels_.size(); ++k) {
+    const Level& lv = levels_[k];
+    for (std::size_t i = 0; i < lv.size(); ++i)
+      if (std::isnan(lv.prob[i]) || lv.prob[i] > 0.0f)
+        throw CoreError("cannot write '" + path + "': " + std::to_string(k + 1) + "-gram " +
+                        std::to_string(i) + " has log10 probability " + std::to_string(lv.prob[i]));
+    for (std::size_t i = 0; i < lv.backoff.size(); ++i)
+      if (!std::isfinite(lv.backoff[i]))
+        throw CoreError("cannot write '" + path + "': " + std::to_string(k + 1) + "-gram " +
+                        std::to_string(i) + " has log10 backoff " + std::to_string(lv.backoff[i]));
+  }
   FileWriter out(path);
   const int n_order = order();
-  std::string head = "\\data\\\n";
+  // KenLM's and SRILM's readers skip '#' lines before \data\; ours reads the mode.
+  std::string head = mode_ == TokenMode::kChar ? std::string(kModeHeader) + "char\n\n" : "";
+  head += "\\data\\\n";
   for (int n = 1; n <= n_order; ++n)
     head += "ngram " + std::to_string(n) + "=" + std::to_string(levels_[n - 1].size()) + "\n";
   out.write(head);

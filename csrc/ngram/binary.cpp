@@ -6,9 +6,14 @@
 //   u32 flags (bits 0-7: tokenisation mode; bit 8: suffix-closed); u64 vocab_size; u64 arena_bytes; u64 counts[order];
 //   u64 offsets[vocab_size + 1]; char arena[arena_bytes]; pad to 8;
 //   per level k: u32 word[c]; (k < order-1: u32 child[c+1]); f32 prob[c];
-//   (k < order-1: f32 backoff[c]); pad to 8.
-// Loading reads each array straight into place (one pass, no copy).
+//   (k < order-1: f32 backoff[c]); pad to 8;
+//   (version 2) u64 checksum of every byte before it (Checksum, io_util.hpp).
+// Loading reads each array straight into place (one pass, no copy), then
+// validates the content: the checksum (version 2), UTF-8 words that fit the
+// mode, children sorted without duplicates, log10 probabilities <= 0 (or
+// -inf), finite backoffs. Version 1 files (no checksum) still load.
 #include <cerrno>
+#include <cmath>
 #include <cstdio>
 #include <cstring>
 
@@ -35,6 +40,8 @@ void put(FileWriter& out, const std::vector<T>& v) {
 
 void Model::save_binary(const std::string& path) const {
   FileWriter out(path);
+  Checksum sum;
+  out.set_checksum(&sum);
   const std::uint32_t order = static_cast<std::uint32_t>(levels_.size());
   out.write(kMagic, 8);
   std::uint32_t flags = static_cast<std::uint32_t>(mode_) | (suffix_closed_ ? kFlagSuffixClosed : 0u);
@@ -59,6 +66,9 @@ void Model::save_binary(const std::string& path) const {
     std::size_t bytes = l.size() * 8 + (k + 1 < order ? (l.size() + 1) * 4 + l.size() * 4 : 0);
     out.write(zeros, pad8(bytes));
   }
+  out.set_checksum(nullptr);
+  const std::uint64_t digest = sum.digest();
+  out.write(&digest, 8);
   out.close();
 }
 
@@ -80,7 +90,9 @@ class Reader {
   void read(void* out, std::size_t n) {
     if (n && std::fread(out, 1, n, file_) != n)
       throw FormatError("'" + path_ + "': read error or unexpected end of file");
+    if (sum_) sum_->update(out, n);
   }
+  void set_checksum(Checksum* sum) { sum_ = sum; }
   template <class T>
   void read_vector(std::vector<T>& v, std::uint64_t n) {
     v.resize(n);
@@ -95,12 +107,16 @@ class Reader {
   std::string path_;
   std::FILE* file_ = nullptr;
   std::uint64_t size_ = 0;
+  Checksum* sum_ = nullptr;
 };
+
 
 }  // namespace
 
 Model Model::load_binary(const std::string& path) {
   Reader in(path);
+  Checksum sum;
+  in.set_checksum(&sum);
   auto fail = [&](const std::string& what) -> void {
     throw FormatError("'" + path + "' is not a readable n-gram binary model: " + what);
   };
@@ -116,8 +132,9 @@ Model Model::load_binary(const std::string& path) {
     if (h32[1] == 0x04030201u) fail("it was written on a machine of the other byte order");
     fail("bad byte-order mark");
   }
-  if (h32[0] != kBinaryVersion)
-    fail("format version " + std::to_string(h32[0]) + ", this build reads version " +
+  const std::uint32_t version = h32[0];
+  if (version < 1 || version > kBinaryVersion)
+    fail("format version " + std::to_string(version) + ", this build reads versions 1 to " +
          std::to_string(kBinaryVersion));
   const std::uint32_t order = h32[2];
   if (order < 1 || order > static_cast<std::uint32_t>(kMaxOrder))
@@ -142,6 +159,7 @@ Model Model::load_binary(const std::string& path) {
     std::uint64_t bytes = c * 8 + (k + 1 < order ? (c + 1) * 4 + c * 4 : 0);
     expected += bytes + pad8(bytes);
   }
+  if (version >= 2) expected += 8;  // the checksum
   if (size != expected)
     fail("size is " + std::to_string(size) + " bytes, the header implies " +
          std::to_string(expected) + (size < expected ? " (truncated file)" : ""));
@@ -179,8 +197,44 @@ Model Model::load_binary(const std::string& path) {
         if (l.child[i + 1] < l.child[i]) fail("bad child index at order " + std::to_string(k + 1));
     }
   }
+  if (version >= 2) {
+    in.set_checksum(nullptr);
+    std::uint64_t stored = 0;
+    in.read(&stored, 8);
+    if (stored != sum.digest()) fail("the checksum does not match the content (damaged file)");
+  }
   for (std::uint64_t i = 0; i < v; ++i)
     if (m.levels_[0].word[i] != i) fail("bad unigram table");
+  // Content: the words, then each level's order and values.
+  {
+    const std::string& arena_text = m.vocab_.arena();
+    if (std::size_t bad = find_invalid_utf8(arena_text); bad != std::string_view::npos) {
+      std::uint64_t id = 0;
+      while (id + 1 < v && m.vocab_.offsets()[id + 1] <= bad) ++id;
+      fail("word " + std::to_string(id) + " is not valid UTF-8");
+    }
+    for (std::uint32_t id = 0; id < v; ++id)
+      if (!fits_mode(m.vocab_.word(id), m.mode_))
+        fail("word " + std::to_string(id) + " '" + excerpt(m.vocab_.word(id)) +
+             "' cannot be a token of a " + token_mode_name(m.mode_) + "-mode model");
+  }
+  for (std::uint32_t k = 0; k < order; ++k) {
+    const Level& l = m.levels_[k];
+    const std::string at = " at order " + std::to_string(k + 1);
+    for (float p : l.prob)
+      if (std::isnan(p) || p > 0.0f) fail("a log10 probability is NaN or above 0" + at);
+    for (float b : l.backoff)
+      if (!std::isfinite(b)) fail("a log10 backoff is not finite" + at);
+    if (k + 1 < order) {
+      const std::vector<std::uint32_t>& words = m.levels_[k + 1].word;
+      for (std::uint64_t i = 0; i < l.size(); ++i)
+        for (std::uint32_t c = l.child[i] + 1; c < l.child[i + 1]; ++c)
+          if (words[c] <= words[c - 1])
+            fail("the children of a " + std::to_string(k + 1) + "-gram are not sorted or repeat a word" +
+                 " at order " + std::to_string(k + 2));
+    }
+  }
+  if (m.suffix_closed_ && !m.compute_suffix_closed()) fail("the suffix-closed flag is wrong");
   return m;
 }
 

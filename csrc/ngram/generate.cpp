@@ -92,7 +92,8 @@ std::size_t TopKIndex::top_k(const State& state, std::size_t k, bool allow_unk, 
       }
       const Level& lv = levels[j];
       const std::vector<std::uint32_t>& order = ix.by_prob_[j];
-      while (s.a < s.a_end && !allow_unk && lv.word[order[s.a]] == kUnk) ++s.a;
+      // Never <s> (an ARPA file may hold an n-gram that ends in it), <unk> only if allowed.
+      while (s.a < s.a_end && (lv.word[order[s.a]] == kBos || (!allow_unk && lv.word[order[s.a]] == kUnk))) ++s.a;
       const bool have_a = s.a < s.a_end;
       bool have_b = false;
       while (peek(j - 1)) {

@@ -1,10 +1,12 @@
 #include "ngram/io_util.hpp"
 
+#include <algorithm>
 #include <cerrno>
 #include <charconv>
 #include <cstring>
 
 #include "core_error.hpp"
+#include "ngram/text.hpp"
 
 namespace aigc::ngram {
 
@@ -43,6 +45,7 @@ void FileWriter::flush() {
 }
 
 void FileWriter::write(const void* data, std::size_t n) {
+  if (sum_) sum_->update(data, n);
   if (buffer_.size() + n > (1u << 20)) flush();
   if (n > (1u << 20)) {
     if (std::fwrite(data, 1, n, file_) != n)
@@ -69,8 +72,103 @@ std::size_t format_float(float value, char* out) {
 }
 
 std::string excerpt(std::string_view line) {
-  if (line.size() > 80) return std::string(line.substr(0, 77)) + "...";
-  return std::string(line);
+  std::string out;
+  std::size_t i = 0;
+  while (i < line.size()) {
+    if (out.size() >= 77) {
+      out += "...";
+      break;
+    }
+    const unsigned char c = static_cast<unsigned char>(line[i]);
+    const std::size_t len = utf8_sequence_length(line, i);
+    if (len == 0 || (c < 0x20 && c != '\t') || c == 0x7F) {
+      char hex[8];
+      std::snprintf(hex, sizeof hex, "\\x%02X", static_cast<unsigned>(c));
+      out += hex;
+      ++i;
+      continue;
+    }
+    out.append(line.substr(i, len));
+    i += len;
+  }
+  return out;
+}
+
+std::size_t find_invalid_utf8(std::string_view s) {
+  const std::size_t n = s.size();
+  std::size_t i = 0;
+  while (i < n) {
+    // ASCII fast path, 8 bytes at a time.
+    if (i + 8 <= n) {
+      std::uint64_t v;
+      std::memcpy(&v, s.data() + i, 8);
+      if (!(v & 0x8080808080808080ull)) {
+        i += 8;
+        continue;
+      }
+    }
+    const std::size_t len = utf8_sequence_length(s, i);
+    if (len == 0) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+namespace {
+constexpr std::uint64_t kP1 = 0x9E3779B185EBCA87ull, kP2 = 0xC2B2AE3D27D4EB4Full,
+                        kP3 = 0x165667B19E3779F9ull, kP4 = 0x85EBCA77C2B2AE63ull,
+                        kP5 = 0x27D4EB2F165667C5ull;
+inline std::uint64_t rotl(std::uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
+inline std::uint64_t round64(std::uint64_t acc, std::uint64_t v) {
+  return rotl(acc + v * kP2, 31) * kP1;
+}
+inline std::uint64_t load64(const unsigned char* p) {
+  std::uint64_t v;
+  std::memcpy(&v, p, 8);
+  return v;
+}
+}  // namespace
+
+void Checksum::block(const unsigned char* p) {
+  lane_[0] = round64(lane_[0], load64(p));
+  lane_[1] = round64(lane_[1], load64(p + 8));
+  lane_[2] = round64(lane_[2], load64(p + 16));
+  lane_[3] = round64(lane_[3], load64(p + 24));
+}
+
+void Checksum::update(const void* data, std::size_t n) {
+  const auto* p = static_cast<const unsigned char*>(data);
+  total_ += n;
+  if (tail_n_) {
+    const std::size_t take = std::min(n, sizeof tail_ - tail_n_);
+    std::memcpy(tail_ + tail_n_, p, take);
+    tail_n_ += take;
+    p += take;
+    n -= take;
+    if (tail_n_ < sizeof tail_) return;
+    block(tail_);
+    tail_n_ = 0;
+  }
+  for (; n >= 32; p += 32, n -= 32) block(p);
+  if (n) {
+    std::memcpy(tail_, p, n);
+    tail_n_ = n;
+  }
+}
+
+std::uint64_t Checksum::digest() const {
+  std::uint64_t h = rotl(lane_[0], 1) + rotl(lane_[1], 7) + rotl(lane_[2], 12) + rotl(lane_[3], 18);
+  for (std::uint64_t v : lane_) h = (h ^ round64(0, v)) * kP1 + kP4;
+  h += total_;
+  std::size_t i = 0;
+  for (; i + 8 <= tail_n_; i += 8) h = rotl(h ^ round64(0, load64(tail_ + i)), 27) * kP1 + kP4;
+  for (; i < tail_n_; ++i) h = rotl(h ^ (tail_[i] * kP5), 11) * kP1;
+  h ^= h >> 33;
+  h *= kP2;
+  h ^= h >> 29;
+  h *= kP3;
+  h ^= h >> 32;
+  return h;
 }
 
 }  // namespace aigc::ngram

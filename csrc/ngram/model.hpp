@@ -163,7 +163,8 @@ class Model {
 // Children ranges up to this size are scanned instead of hashed.
 constexpr std::uint32_t kLinearChildren = 16;
 
-// Binary format version written by save_binary.
-constexpr std::uint32_t kBinaryVersion = 1;
+// Binary format version written by save_binary (2: with a checksum); load_binary
+// reads versions 1 and 2.
+constexpr std::uint32_t kBinaryVersion = 2;
 
 }  // namespace aigc::ngram

@@ -47,6 +47,15 @@ std::vector<std::string> tokenize(std::string_view line, TokenMode mode) {
   return out;
 }
 
+bool fits_mode(std::string_view word, TokenMode mode) {
+  if (word.empty()) return false;
+  for (char c : word)
+    if (is_separator(c)) return false;
+  if (mode == TokenMode::kChar && word != "<unk>" && word != "<s>" && word != "</s>")
+    return utf8_sequence_length(word, 0) == word.size();
+  return true;
+}
+
 TokenMode parse_token_mode(std::string_view name) {
   if (name == "word") return TokenMode::kWord;
   if (name == "char") return TokenMode::kChar;

@@ -71,6 +71,12 @@ void for_each_token(std::string_view line, TokenMode mode, std::size_t base_offs
 
 std::vector<std::string> tokenize(std::string_view line, TokenMode mode);
 
+// Whether `word` (valid UTF-8) can be a token of a model in `mode`: non-empty,
+// without a separator; in char mode one character, or <unk>, <s>, </s>.
+// Both model file readers refuse other words, so every word of a loaded
+// model is one its tokenizer can produce.
+bool fits_mode(std::string_view word, TokenMode mode);
+
 TokenMode parse_token_mode(std::string_view name);
 const char* token_mode_name(TokenMode mode);
 

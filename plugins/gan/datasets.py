@@ -18,6 +18,8 @@ DATA = Path(__file__).parent / "data"
 DIGITS_FILE = DATA / "digits.npz"
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp")
 DIGIT_CLASSES = tuple(str(i) for i in range(10))
+#: Pillow modes without colour.
+GRAY_MODES = ("1", "L", "LA", "La", "I", "I;16", "I;16B", "I;16L", "F")
 
 
 class ImageDataset(Dataset):
@@ -102,6 +104,24 @@ class ImageFolder(Dataset):
             raise ConfigError(f"{str(folder)!r} is not a folder of images")
         self.path = folder
         self.name = str(folder)
+
+    def shape(self) -> tuple[int, int]:
+        """(smallest side, channels) of the folder's images, from their headers: channels
+        is 3 when any image is in colour, else 1. (0, 0) when no image can be opened."""
+        from PIL import Image, UnidentifiedImageError
+
+        side, channels = 0, 1
+        for file in _image_files(self.path):
+            try:
+                with Image.open(file) as im:
+                    w, h = im.size
+                    mode = im.mode
+            except (UnidentifiedImageError, OSError, ValueError, SyntaxError):
+                continue
+            side = min(w, h) if side == 0 else min(side, w, h)
+            if mode not in GRAY_MODES:
+                channels = 3
+        return (side, channels) if side else (0, 0)
 
     def read(self, *, size: int, channels: int,
              resize: Literal["crop", "stretch"] = "crop") -> ImageDataset:

@@ -26,6 +26,7 @@ from aigc_engine.plugin_api import (
     MissingDependencyError,
     ModelFormatError,
     Progress,
+    read_json,
 )
 
 try:
@@ -55,7 +56,9 @@ HISTORY_FILE = "history.json"
 class GanConfig(GeneratorConfig):
     """Options of the ``gan`` generator (DCGAN).
 
-    Architecture: ``image_size`` (8, 16, 32 or 64), ``channels`` (1 or 3),
+    Architecture: ``image_size`` (8, 16, 32 or 64; 0 = from the data: the largest
+    supported size not above its smallest image side), ``channels`` (1 or 3;
+    0 = from the data: 3 when any image is in colour),
     ``latent_dim``, ``g_width``/``d_width`` (channels of the widest layer is
     width * 2**(log2(size) - 2)), ``conditional`` (needs labelled data;
     ``num_classes``/``class_names`` are filled in by ``fit``).
@@ -71,8 +74,8 @@ class GanConfig(GeneratorConfig):
     continue from; ``eval_every``: digits metrics in the training log.
     """
 
-    image_size: int = 8
-    channels: int = 1
+    image_size: int = 0
+    channels: int = 0
     latent_dim: int = 32
     g_width: int = 32
     d_width: int = 32
@@ -104,10 +107,12 @@ class GanConfig(GeneratorConfig):
 
     def validate(self) -> None:
         """Check sizes, widths and budgets."""
-        if self.image_size not in SIZES:
-            raise ConfigError(f"image_size must be one of {SIZES}, got {self.image_size}")
-        if self.channels not in (1, 3):
-            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB), got {self.channels}")
+        if self.image_size not in (0, *SIZES):
+            raise ConfigError(f"image_size must be one of {SIZES} (or 0: from the data), "
+                              f"got {self.image_size}")
+        if self.channels not in (0, 1, 3):
+            raise ConfigError(f"channels must be 1 (grayscale) or 3 (RGB) (or 0: from the "
+                              f"data), got {self.channels}")
         for name in ("latent_dim", "g_width", "d_width", "batch_size", "threads"):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
@@ -144,6 +149,16 @@ def _threads(n: int) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """A safetensors file's tensors; a damaged file is a ModelFormatError naming it."""
+    try:
+        return load_file(str(path))
+    except Exception as exc:  # safetensors raises its own SafetensorError (and OSError)
+        raise ModelFormatError(
+            f"{str(path)!r} is not a readable safetensors file: {type(exc).__name__}: {exc}"
+        ) from None
 
 
 class GanGenerator(ImageGenerator):
@@ -183,23 +198,39 @@ class GanGenerator(ImageGenerator):
             self.d.apply(dcgan_init)
 
     # -- data -------------------------------------------------------------------
-    def _images(self, data: Any) -> ImageDataset:
+    def _images(self, data: Any, progress: Progress | None = None) -> ImageDataset:
+        """The data at the model's size and channels. Before training, an image_size or
+        channels of 0 is taken from the data; a reduction is reported on ``progress``."""
         if isinstance(data, (str, Path)) and Path(data).expanduser().is_dir():
             data = ImageFolder(Path(data).expanduser())  # clear errors for image-less folders
         dataset: Dataset = data if isinstance(data, Dataset) else self.dataset(data)
-        c = self.cfg
-        if isinstance(dataset, ImageFolder):
-            return dataset.read(size=c.image_size, channels=c.channels, resize=c.resize)
-        if not isinstance(dataset, ImageDataset):
+        if not isinstance(dataset, (ImageFolder, ImageDataset)):
             raise ConfigError(f"the gan generator trains on images (digits or an image "
                               f"folder), got {type(dataset).__name__} {dataset.name!r}")
+        side, channels = dataset.shape() if isinstance(dataset, ImageFolder) \
+            else (dataset.size, dataset.channels)
+        c = self.cfg
+        if c.image_size == 0 or c.channels == 0:
+            fitting = [s for s in SIZES if s <= side] or [SIZES[0]]
+            self.config = c.replace(image_size=c.image_size or fitting[-1],
+                                    channels=c.channels or channels or 1)
+            c = self.cfg
+        if progress is not None and side and (c.image_size < side or c.channels < channels):
+            kind = {1: "grayscale", 3: "RGB"}
+            progress.log(
+                f"{dataset.name}: images are {side}x{side} or larger, "
+                f"{kind.get(channels, channels)}; training at {c.image_size}x{c.image_size} "
+                f"{kind[c.channels]} (image_size: one of {', '.join(map(str, SIZES))}; "
+                "set image_size and channels to choose)")
+        if isinstance(dataset, ImageFolder):
+            return dataset.read(size=c.image_size, channels=c.channels, resize=c.resize)
         return dataset.conformed(size=c.image_size, channels=c.channels)
 
     # -- training -----------------------------------------------------------------
     def fit(self, data: Any, *, progress: Progress | None = None) -> dict[str, Any]:
         """Train on ``data``: a dataset name (``digits``), an image folder or an ImageDataset."""
         progress = progress or Progress()
-        ds = self._images(data)
+        ds = self._images(data, progress)
         c = self.cfg
         if c.conditional:
             if ds.labels is None or ds.num_classes < 2:
@@ -215,8 +246,12 @@ class GanGenerator(ImageGenerator):
         assert self.g is not None and self.d is not None
         x = torch.from_numpy(ds.images).permute(0, 3, 1, 2).float().div(127.5).sub(1.0)
         y = torch.from_numpy(ds.labels) if c.conditional and ds.labels is not None else None
+        batch_size = min(c.batch_size, len(ds))  # small data: one batch is all of it
+        if batch_size < c.batch_size:
+            progress.log(f"{ds.name}: {len(ds)} images, fewer than batch_size={c.batch_size}; "
+                         f"training with batches of {batch_size}")
         trainer = Trainer(g=self.g, d=self.d, x=x.contiguous(), y=y, loss=c.loss,
-                          batch_size=c.batch_size, seed=c.seed, lr_g=c.lr_g, lr_d=c.lr_d,
+                          batch_size=batch_size, seed=c.seed, lr_g=c.lr_g, lr_d=c.lr_d,
                           betas=(c.beta1, c.beta2), ema=c.ema)
         if trainer.g_ema is not None:
             self.g = trainer.g_ema  # what samples, metrics, save and export use
@@ -246,7 +281,10 @@ class GanGenerator(ImageGenerator):
             trainer.save_checkpoint(work / "checkpoints" / "last.safetensors")
             if self.history:
                 plots.loss_curve(self.history, work / "loss_curve.png")
+        # train_seconds: the training loop on `clock` (what max_seconds budgets);
+        # fit_cpu_seconds: the whole fit in process CPU time.
         self.metrics = {"steps": state.step, "train_seconds": state.train_seconds,
+                        "train_clock": c.clock, "batch_size": batch_size,
                         "fit_cpu_seconds": time.process_time() - cpu0, "images": len(ds),
                         "dataset": ds.name}
         if self.history:
@@ -366,17 +404,27 @@ class GanGenerator(ImageGenerator):
     def _load_payload(self, directory: Path, manifest: Manifest) -> None:
         self._build()
         assert self.g is not None and self.d is not None
-        try:
-            self.g.load_state_dict(load_file(str(directory / G_FILE)))
-            if (directory / D_FILE).is_file():
-                self.d.load_state_dict(load_file(str(directory / D_FILE)))
-        except RuntimeError as exc:
-            raise ModelFormatError(f"bundle {str(directory)!r}: weights do not match the "
-                                   f"config: {exc}") from None
+        nets: list[tuple[torch.nn.Module, str]] = [(self.g, G_FILE)]
+        if D_FILE in manifest.files:
+            nets.append((self.d, D_FILE))
+        for net, name in nets:
+            weights = _read_weights(manifest.payload(directory, name))
+            try:
+                net.load_state_dict(weights)
+            except RuntimeError as exc:
+                raise ModelFormatError(
+                    f"bundle {str(directory)!r}: the weights in {name} do not match the config "
+                    f"in its manifest: {' '.join(str(exc).split())}") from None
         self.g.eval()
         self.d.eval()
-        hist = directory / HISTORY_FILE
-        self.history = json.loads(hist.read_text(encoding="utf-8")) if hist.is_file() else []
+        self.history = []
+        if HISTORY_FILE in manifest.files:
+            path = manifest.payload(directory, HISTORY_FILE)
+            history = read_json(path, what="training history")
+            if not isinstance(history, list) or not all(isinstance(h, dict) for h in history):
+                raise ModelFormatError(
+                    f"training history {str(path)!r} must be a JSON list of objects")
+            self.history = history
 
     # -- export ----------------------------------------------------------------------------
     def onnx_bytes(self) -> bytes:

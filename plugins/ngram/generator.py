@@ -14,6 +14,7 @@ from aigc_engine.plugin_api import (
     ConfigError,
     GeneratorConfig,
     Manifest,
+    ModelFormatError,
     Progress,
     Task,
     TextDataset,
@@ -25,6 +26,8 @@ from aigc_engine.plugin_api import (
 from .tokens import NgramTokenModel
 
 MODEL_FILE = "model.bin"
+BINARY_MAGIC = b"AIGCNGRM"  # the first bytes of the core's binary format
+SPACE_TOKEN = "\u2581"  # the core's token for whitespace in char mode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +130,10 @@ class NgramGenerator(TokenTextGenerator):
         for the probabilities) shows as its own progress task.
         """
         dataset = self._text(data)
+        if not any(line.strip() for line in dataset.lines()):
+            raise ConfigError(
+                f"dataset {dataset.name!r} holds no text (every line is empty): nothing to "
+                "estimate an n-gram model from")
         cfg = self.cfg
         progress = progress or Progress()
         with _StageProgress(progress, f"order-{cfg.order}") as report:
@@ -180,7 +187,25 @@ class NgramGenerator(TokenTextGenerator):
         self.lm.save_binary(directory / MODEL_FILE)
 
     def _load_payload(self, directory: Path, manifest: Manifest) -> None:
-        self.model = NgramModel.load_binary(directory / MODEL_FILE)
+        path = manifest.payload(directory, MODEL_FILE)
+        model = NgramModel.load_binary(path)
+        # The manifest's config must describe the model the payload holds.
+        cfg = self.cfg
+        lies = []
+        if model.order != cfg.order:
+            lies.append(f"order {cfg.order} (the model is order {model.order})")
+        if model.mode != cfg.tokenizer:
+            lies.append(f"tokenizer {cfg.tokenizer!r} (the model's is {model.mode!r})")
+        counts = list(model.counts)
+        for key, value in (("vocab_size", model.vocab_size), ("ngrams", sum(counts)),
+                           *((f"ngrams_{i + 1}", c) for i, c in enumerate(counts))):
+            if key in self.metrics and self.metrics[key] != value:
+                lies.append(f"{key}={self.metrics[key]!r} (the model has {value})")
+        if lies:
+            raise ModelFormatError(
+                f"bundle {str(directory)!r}: its manifest does not match {MODEL_FILE}: it says "
+                + ", ".join(lies))
+        self.model = model
 
     def _export(self, path: Path, format: str) -> Path:
         if format == "arpa":
@@ -191,8 +216,13 @@ class NgramGenerator(TokenTextGenerator):
 
     @classmethod
     def from_file(cls, path: str | os.PathLike[str]) -> NgramGenerator:
-        """Open an ARPA file (KenLM's, SRILM's, pruned ones) to score with or generate from."""
-        model = NgramModel.read_arpa(path)
+        """Open an ARPA file (KenLM's, SRILM's, pruned ones) or a binary model written by
+        ``export(format="binary")`` (recognised by its magic bytes) to score with or
+        generate from."""
+        with open(path, "rb") as fh:
+            magic = fh.read(len(BINARY_MAGIC))
+        model = NgramModel.load_binary(path) if magic == BINARY_MAGIC \
+            else NgramModel.read_arpa(path)
         gen = cls(order=model.order, tokenizer=model.mode)
         gen.model = model
         return gen

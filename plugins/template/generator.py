@@ -13,12 +13,14 @@ from aigc_engine.plugin_api import (
     ConfigError,
     GeneratorConfig,
     Manifest,
+    ModelFormatError,
     Progress,
     TextDataset,
     TextGenerator,
     TextRequest,
     TextResult,
     cut_at_stop,
+    read_json,
 )
 
 from .grammar import Grammar
@@ -31,7 +33,10 @@ class TemplateConfig(GeneratorConfig):
     """Options of the template generator.
 
     ``start``: the symbol each text expands from. ``max_depth``: how deep
-    expansion may nest before it is stopped as runaway recursion.
+    expansion may nest before it is stopped as runaway recursion. Each text is
+    also bounded in size (``grammar.MAX_CHARS`` characters,
+    ``grammar.MAX_EXPANSIONS`` symbol expansions): a grammar that grows without
+    end is a clear error, not a hang.
     """
 
     start: str = "origin"
@@ -87,6 +92,10 @@ class TemplateGenerator(TextGenerator):
                     f"grammar {dataset.name!r} is not valid JSON: {exc.msg} at line {exc.lineno}"
                     f" column {exc.colno}"
                 ) from None
+            except RecursionError:
+                raise ConfigError(f"grammar {dataset.name!r} is nested too deeply") from None
+            except ValueError as exc:  # integers over the digit limit
+                raise ConfigError(f"grammar {dataset.name!r} is not usable JSON: {exc}") from None
         self.grammar = Grammar(rules)
         if self.cfg.start not in self.grammar.symbols:
             raise ConfigError(
@@ -117,4 +126,13 @@ class TemplateGenerator(TextGenerator):
             encoding="utf-8")
 
     def _load_payload(self, directory: Path, manifest: Manifest) -> None:
-        self.fit(json.loads((directory / GRAMMAR_FILE).read_text(encoding="utf-8")))
+        path = manifest.payload(directory, GRAMMAR_FILE)
+        rules = read_json(path, what="grammar")
+        if not isinstance(rules, dict):
+            raise ModelFormatError(f"grammar {str(path)!r} must hold a JSON object of symbol -> "
+                                   f"rules, not {type(rules).__name__}")
+        try:
+            self.fit(rules)
+        except ConfigError as exc:
+            raise ModelFormatError(f"grammar {str(path)!r} is not a usable grammar: {exc}"
+                                   ) from None

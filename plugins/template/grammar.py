@@ -15,10 +15,15 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from aigc_engine.plugin_api import ConfigError
 
 _VOWELS = "aeiouAEIOU"
+
+#: Bounds of one expansion: characters of text and symbol expansions.
+MAX_CHARS = 1_000_000
+MAX_EXPANSIONS = 200_000
 
 
 def _plural(word: str) -> str:
@@ -182,8 +187,15 @@ class Grammar:
                     f"grammar symbol {symbol!r} must have a non-empty list of string rules"
                 )
             self.source[symbol] = list(options)
-            self._rules[symbol] = [parse_rule(o, where=f"symbol {symbol!r}") for o in options]
-        self._check_references()
+            try:
+                self._rules[symbol] = [parse_rule(o, where=f"symbol {symbol!r}") for o in options]
+            except RecursionError:
+                raise ConfigError(f"a rule of symbol {symbol!r} nests actions too deeply"
+                                  ) from None
+        try:
+            self._check_references()
+        except RecursionError:
+            raise ConfigError("the grammar's rules nest actions too deeply") from None
 
     def _check_references(self) -> None:
         pushed = {key for options in self._rules.values() for nodes in options
@@ -202,67 +214,135 @@ class Grammar:
         """The symbols the grammar defines."""
         return list(self._rules)
 
-    def expand(self, start: str, rng: random.Random, *, max_depth: int) -> str:
-        """Expand ``start`` to text."""
-        return "".join(self.iter_expand(start, rng, max_depth=max_depth))
+    def expand(self, start: str, rng: random.Random, *, max_depth: int,
+               max_chars: int = MAX_CHARS, max_expansions: int = MAX_EXPANSIONS) -> str:
+        """Expand ``start`` to text (bounds: see :meth:`iter_expand`)."""
+        return "".join(self.iter_expand(start, rng, max_depth=max_depth, max_chars=max_chars,
+                                        max_expansions=max_expansions))
 
-    def iter_expand(self, start: str, rng: random.Random, *, max_depth: int) -> Iterator[str]:
-        """Expand ``start``, yielding pieces of text in order (for streaming)."""
+    def iter_expand(self, start: str, rng: random.Random, *, max_depth: int,
+                    max_chars: int = MAX_CHARS, max_expansions: int = MAX_EXPANSIONS
+                    ) -> Iterator[str]:
+        """Expand ``start``, yielding pieces of text in order (for streaming).
+
+        The expansion runs on an explicit stack (no Python recursion, so any
+        ``max_depth`` is safe) and is bounded: nesting deeper than
+        ``max_depth``, more than ``max_expansions`` symbol expansions, or more
+        than ``max_chars`` characters of text is a ConfigError that says which
+        bound was hit (a grammar whose symbols double the next one grows
+        exponentially).
+        """
         if start not in self._rules:
             raise ConfigError(f"start symbol {start!r} is not in the grammar; symbols: "
                               f"{', '.join(self._rules)}")
-        stack: dict[str, list[list[tuple[_Node, ...]]]] = {}
         pieces: list[str] = []
-        self._expand_symbol(_Symbol(start, ()), rng, stack, 0, max_depth, pieces)
+        _Expansion(self._rules, rng, max_depth=max_depth, max_chars=max_chars,
+                   max_expansions=max_expansions).run(_Symbol(start, ()), pieces)
         yield from pieces
 
-    def _expand_symbol(self, sym: _Symbol, rng: random.Random,
-                       stack: dict[str, list[list[tuple[_Node, ...]]]], depth: int,
-                       max_depth: int, out: list[str]) -> None:
-        if depth > max_depth:
+
+class _Expansion:
+    """One expansion: a work stack of tasks, run last-in first-out.
+
+    Tasks (tuples, first item the kind), in the order the recursive definition
+    visits them, so the random choices are drawn in the same order:
+    ``nodes`` (expand nodes[i:] into a buffer), ``symbol`` (expand one symbol),
+    ``apply`` (join an inner buffer, apply modifiers, append to the outer one),
+    ``push`` (push an action's expanded value), ``unpush`` (pop the values a
+    symbol's actions pushed, once the symbol is done).
+    """
+
+    def __init__(self, rules: dict[str, list[tuple[_Node, ...]]], rng: random.Random, *,
+                 max_depth: int, max_chars: int, max_expansions: int) -> None:
+        self.rules = rules
+        self.rng = rng
+        self.max_depth = max_depth
+        self.max_chars = max_chars
+        self.max_expansions = max_expansions
+        self.stack: dict[str, list[list[tuple[_Node, ...]]]] = {}
+        self.chars = 0
+        self.expansions = 0
+
+    def _emit(self, out: list[str], text: str) -> None:
+        self.chars += len(text)
+        if self.chars > self.max_chars:
             raise ConfigError(
-                f"expansion deeper than max_depth={max_depth} at #{sym.name}#: "
+                f"the expansion is longer than {self.max_chars:,} characters: the grammar "
+                "probably grows without end (e.g. each symbol expanding the next twice)"
+            )
+        out.append(text)
+
+    def run(self, start: _Symbol, out: list[str]) -> None:
+        work: list[tuple[Any, ...]] = [("symbol", start, 0, out)]
+        stack = self.stack
+        while work:
+            task = work.pop()
+            kind = task[0]
+            if kind == "nodes":
+                _, nodes, i, depth, buf = task
+                if i >= len(nodes):
+                    continue
+                work.append(("nodes", nodes, i + 1, depth, buf))
+                node = nodes[i]
+                if isinstance(node, _Text):
+                    self._emit(buf, node.value)
+                elif isinstance(node, _Symbol):
+                    work.append(("symbol", node, depth, buf))
+                elif node.rule is None:
+                    if stack.get(node.key):
+                        stack[node.key].pop()
+                else:
+                    value: list[str] = []
+                    work.append(("push", node.key, value))
+                    work.append(("nodes", node.rule, 0, depth + 1, value))
+            elif kind == "symbol":
+                _, sym, depth, buf = task
+                self._symbol(sym, depth, buf, work)
+            elif kind == "apply":
+                _, modifiers, inner, buf = task
+                text = "".join(inner)
+                for mod in modifiers:
+                    text = MODIFIERS[mod](text)
+                self._emit(buf, text)
+            elif kind == "push":
+                _, key, value = task
+                stack.setdefault(key, []).append([(_Text("".join(value)),)])
+            else:  # "unpush"
+                for action in task[1]:
+                    if action.rule is not None and stack.get(action.key):
+                        stack[action.key].pop()
+
+    def _symbol(self, sym: _Symbol, depth: int, buf: list[str],
+                work: list[tuple[Any, ...]]) -> None:
+        if depth > self.max_depth:
+            raise ConfigError(
+                f"expansion deeper than max_depth={self.max_depth} at #{sym.name}#: "
                 "the grammar probably recurses without end"
             )
         if sym.actions:
-            self._expand_nodes(sym.actions, rng, stack, depth, max_depth, out)
+            # The actions, then the symbol itself, then undo the actions' pushes.
+            work.append(("unpush", sym.actions))
             if sym.name:
-                self._expand_symbol(_Symbol(sym.name, sym.modifiers), rng, stack, depth,
-                                    max_depth, out)
-            for action in sym.actions:
-                if action.rule is not None and stack.get(action.key):
-                    stack[action.key].pop()
+                work.append(("symbol", _Symbol(sym.name, sym.modifiers), depth, buf))
+            work.append(("nodes", sym.actions, 0, depth, buf))
             return
-        pushed = stack.get(sym.name)
-        options = pushed[-1] if pushed else self._rules.get(sym.name)
+        self.expansions += 1
+        if self.expansions > self.max_expansions:
+            raise ConfigError(
+                f"the expansion needs more than {self.max_expansions:,} symbol expansions: the "
+                "grammar probably grows without end (e.g. each symbol expanding the next twice)"
+            )
+        pushed = self.stack.get(sym.name)
+        options = pushed[-1] if pushed else self.rules.get(sym.name)
         if options is None:
             raise ConfigError(f"#{sym.name}# is not defined at this point of the expansion")
-        chosen = options[rng.randrange(len(options))] if len(options) > 1 else options[0]
+        chosen = options[self.rng.randrange(len(options))] if len(options) > 1 else options[0]
         if sym.modifiers:
             inner: list[str] = []
-            self._expand_nodes(chosen, rng, stack, depth + 1, max_depth, inner)
-            text = "".join(inner)
-            for mod in sym.modifiers:
-                text = MODIFIERS[mod](text)
-            out.append(text)
+            work.append(("apply", sym.modifiers, inner, buf))
+            work.append(("nodes", chosen, 0, depth + 1, inner))
         else:
-            self._expand_nodes(chosen, rng, stack, depth + 1, max_depth, out)
-
-    def _expand_nodes(self, nodes: tuple[_Node, ...], rng: random.Random,
-                      stack: dict[str, list[list[tuple[_Node, ...]]]], depth: int,
-                      max_depth: int, out: list[str]) -> None:
-        for node in nodes:
-            if isinstance(node, _Text):
-                out.append(node.value)
-            elif isinstance(node, _Symbol):
-                self._expand_symbol(node, rng, stack, depth, max_depth, out)
-            elif node.rule is None:
-                if stack.get(node.key):
-                    stack[node.key].pop()
-            else:
-                value: list[str] = []
-                self._expand_nodes(node.rule, rng, stack, depth + 1, max_depth, value)
-                stack.setdefault(node.key, []).append([(_Text("".join(value)),)])
+            work.append(("nodes", chosen, 0, depth + 1, buf))
 
 
 def _referenced(nodes: tuple[_Node, ...]) -> Iterator[str]:

@@ -180,7 +180,7 @@ def test_binary_errors(small: NgramModel, tmp_path: Path) -> None:
     assert struct.unpack("<I", data[8:12])[0] == NGRAM_BINARY_VERSION
     other = tmp_path / "v99.bin"
     other.write_bytes(data[:8] + struct.pack("<I", 99) + data[12:])
-    with pytest.raises(errors.ModelFormatError, match=r"format version 99, this build reads version 1"):
+    with pytest.raises(errors.ModelFormatError, match=r"format version 99, this build reads versions 1 to 2"):
         NgramModel.load_binary(other)
     swapped = tmp_path / "be.bin"
     swapped.write_bytes(data[:12] + data[12:16][::-1] + data[16:])
