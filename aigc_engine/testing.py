@@ -63,7 +63,7 @@ def check_generator(engine: Engine, name: str, *, data: Any = None,
     assert len(pair) == 2, f"{name!r}: n=2 returned {len(pair)} samples"
     assert pair[0] == first[0], f"{name!r}: sample 0 of n=2 differs from the n=1 sample"
     if isinstance(gen, TextGenerator):
-        streamed = "".join(gen.stream(seed=7, **req))
+        streamed = "".join(gen.stream_text(seed=7, **req))
         assert streamed == first[0], (
             f"{name!r}: streamed pieces {streamed!r} do not join to the text {first[0]!r}")
     with tempfile.TemporaryDirectory() as tmp:
