@@ -85,7 +85,7 @@ def test_kv_cache_logits_equal_full_recomputation(positions: str) -> None:
     logits, state = model.prefill(prompts)
     rng = np.random.default_rng(0)
     slid = 0
-    for _ in range(25):  # past the context: the window slides
+    for step in range(25):  # past the context: the window slides
         for r, ids in enumerate(state.ids):
             assert len(ids) <= model.context
             with torch.no_grad():
