@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -31,6 +30,8 @@ from aigc_engine.plugin_api import (
 try:
     import torch
     from safetensors.torch import load_file, save_file
+
+    from aigc_engine.training import Budget, torch_threads
 except ImportError as exc:  # an operator's server: use the exported gan-onnx bundle instead
     raise MissingDependencyError(
         "the gan generator (training, torch bundles; exported gan-onnx bundles run without it)",
@@ -135,16 +136,6 @@ class GanConfig(GeneratorConfig):
             raise ConfigError("sample_every / checkpoint_every need work_dir")
 
 
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 class GanGenerator(ImageGenerator):
     """A DCGAN image generator (torch): ``fit`` on digits or an image folder, then
     ``generate(n=64, seed=0)``; ``export_onnx`` for the torch-free runtime."""
@@ -185,7 +176,7 @@ class GanGenerator(ImageGenerator):
     def _images(self, data: Any) -> ImageDataset:
         if isinstance(data, (str, Path)) and Path(data).expanduser().is_dir():
             data = ImageFolder(Path(data).expanduser())  # clear errors for image-less folders
-        dataset: Dataset = data if isinstance(data, Dataset) else self._dataset(data)
+        dataset: Dataset = data if isinstance(data, Dataset) else self.dataset(data)
         c = self.cfg
         if isinstance(dataset, ImageFolder):
             return dataset.read(size=c.image_size, channels=c.channels, resize=c.resize)
@@ -231,11 +222,11 @@ class GanGenerator(ImageGenerator):
             every.append((c.checkpoint_every, lambda t: self._checkpoint(t, work, progress)))
         if c.eval_every and self._is_digits(ds):
             every.append((c.eval_every, lambda t: self._quick_metrics()))
-        clock = time.process_time if c.clock == "cpu" else time.perf_counter
+        budget = Budget(max_steps=c.steps or 2**62, max_seconds=c.max_seconds, clock=c.clock)
         cpu0 = time.process_time()
-        with _threads(c.threads):
-            state = run(trainer, steps=c.steps or 2**62, max_seconds=c.max_seconds, clock=clock,
-                        progress=progress, log_every=c.log_every, every=every)
+        with torch_threads(c.threads):
+            state = run(trainer, budget=budget, progress=progress, log_every=c.log_every,
+                        every=every)
         if c.ema > 0 and c.bn_batches > 0:
             self._recalibrate_bn()
         self.g.eval()
@@ -343,7 +334,7 @@ class GanGenerator(ImageGenerator):
         540 held-out digits) and the pixel SWD (x1e3) against ``data`` for any images."""
         from . import metrics
 
-        self._require_trained("evaluate")
+        self.require_trained("evaluate")
         ds = self._images(data)
         report: dict[str, Any] = {}
         if self._is_digits(ds) and (self.cfg.image_size, self.cfg.channels) == (8, 1):
@@ -400,7 +391,7 @@ class GanGenerator(ImageGenerator):
             return target.read_bytes()
 
     def _export(self, path: Path, format: str) -> Path:
-        self._require_trained("export")
+        self.require_trained("export")
         c = self.cfg
         runtime_cfg = OnnxGanConfig(image_size=c.image_size, channels=c.channels,
                                     latent_dim=c.latent_dim,
