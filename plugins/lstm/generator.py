@@ -59,13 +59,16 @@ class LSTMConfig(NeuralTextConfig):
     ``n_embd``-wide embeddings, ``dropout`` (between layers and around the LSTM),
     ``tie`` (output layer tied to the embedding); the tokenizer; and the training
     options of :class:`aigc_engine.training.TrainConfig` (``window`` = tokens per
-    training window, default 128; not saved with the model)."""
+    training window, default 64; here ``lr`` defaults to 3e-3 and ``batch_size`` to
+    16; not saved with the model)."""
 
     n_layer: int = 2
-    n_embd: int = 256
-    hidden: int = 512
-    dropout: float = 0.1
+    n_embd: int = 128
+    hidden: int = 256
+    dropout: float = 0.0
     tie: bool = True
+    lr: float = dataclasses.field(default=3e-3, compare=False, metadata={"training": True})
+    batch_size: int = dataclasses.field(default=16, compare=False, metadata={"training": True})
 
     def validate(self) -> None:
         super().validate()
@@ -146,7 +149,7 @@ class LSTMGenerator(NeuralTextGenerator):
                        n_layer=c.n_layer, dropout=c.dropout, tie=c.tie)
 
     def train_window(self) -> int:
-        return self.cfg.window or 128
+        return self.cfg.window or 64
 
     @property
     def lstm(self) -> LSTMNet:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import typing
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -112,7 +113,8 @@ class Attention(nn.Module):
 
         ``same`` >= 0: every row has that length (no mask needed)."""
         b = x.shape[0]
-        q, k, v = self._heads(x)
+        q, k, v = F.linear(x, self.qkv.weight, self.qkv.bias).view(
+            b, 1, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
         if rope is not None:
             q, k = apply_rope(q, *rope), apply_rope(k, *rope)
         if same >= 0:
@@ -128,7 +130,8 @@ class Attention(nn.Module):
             mask = torch.arange(top)[None, :] <= lens[:, None]
             y = F.scaled_dot_product_attention(q, kc[:, :, :top], vc[:, :, :top],
                                                attn_mask=mask[:, None, None, :].to(x.device))
-        out: torch.Tensor = self.proj(y.transpose(1, 2).reshape(b, 1, -1))
+        out: torch.Tensor = F.linear(y.transpose(1, 2).reshape(b, 1, -1), self.proj.weight,
+                                     self.proj.bias)
         return out
 
 
@@ -178,6 +181,7 @@ class GPT(nn.Module):
         self.drop = nn.Dropout(s.dropout)
         self.blocks = nn.ModuleList(Block(s) for _ in range(s.n_layer))
         self._blocks: list[Block] = [typing.cast(Block, b) for b in self.blocks]
+        self._fast: list[tuple[Any, ...]] | None = None
         self.ln_f = nn.LayerNorm(s.n_embd, bias=s.bias)
         self.head = nn.Linear(s.n_embd, s.vocab_size, bias=False)
         self.head.weight = self.wte.weight  # tied
@@ -197,6 +201,15 @@ class GPT(nn.Module):
                 nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Embedding):
             nn.init.normal_(m.weight, mean=0.0, std=0.02)
+
+    def _weights(self) -> list[tuple[Any, ...]]:
+        """Per block: the norms' and the MLP's parameters (a plain list: generation calls
+        the functional forms, skipping the module machinery)."""
+        if self._fast is None:
+            self._fast = [(b.ln1.weight, b.ln1.bias, b.ln2.weight, b.ln2.bias, b.mlp.fc.weight,
+                           b.mlp.fc.bias, b.mlp.proj.weight, b.mlp.proj.bias)
+                          for b in self._blocks]
+        return self._fast
 
     def _rope(self, start: int, length: int) -> tuple[torch.Tensor, torch.Tensor] | None:
         if self.wpe is not None:
@@ -265,9 +278,12 @@ class GPT(nn.Module):
             sin: torch.Tensor = self.rope_sin  # type: ignore[assignment]
             ld = lens.to(dev)
             rope = (cos[ld][:, None, None, :], sin[ld][:, None, None, :])
-        for i, block in enumerate(self._blocks):
-            x = x + block.attn.step(block.ln1(x), cache.k[i], cache.v[i], lens, same, rope)
-            x = x + block.mlp(block.ln2(x))
+        n = self.shape.n_embd
+        for i, (block, w) in enumerate(zip(self._blocks, self._weights(), strict=True)):
+            h = F.layer_norm(x, (n,), w[0], w[1])
+            x = x + block.attn.step(h, cache.k[i], cache.v[i], lens, same, rope)
+            h = F.layer_norm(x, (n,), w[2], w[3])
+            x = x + F.linear(F.gelu(F.linear(h, w[4], w[5])), w[6], w[7])
         cache.lens = lens + 1
         out: torch.Tensor = self.head(self.ln_f(x[:, 0]))
         return out
