@@ -91,7 +91,7 @@ class MixTokenModel(TokenModel):
         pb_raw = _softmax(lb)
         pb = np.zeros_like(pa)
         cols = self.a_of_b[self._mapped]
-        np.add.at(pb, (slice(None), cols), pb_raw[:, self._mapped])
+        np.add.at(pb.T, cols, pb_raw[:, self._mapped].T)  # columns may repeat
         return pa, pb
 
     def _mix(self, la: Any, lb: Any) -> np.ndarray:
