@@ -4,6 +4,7 @@
     python benchmarks/text_lm.py transformer --seconds 600 [--set key=value ...]
     python benchmarks/text_lm.py lstm --seconds 600 [--set key=value ...]
     python benchmarks/text_lm.py ngram
+    python benchmarks/text_lm.py mix --first TRANSFORMER_BUNDLE [--order 8]
     python benchmarks/text_lm.py speed [--tokens 256]
 
 The split is nanoGPT's: the first 90% of the characters of
@@ -16,6 +17,11 @@ batch 12, lr 1e-3 to 1e-4, warm-up 100, beta2 0.99, no dropout, 2,000 steps).
 With ``--nanogpt DIR`` (a folder holding nanoGPT's ``model.py``) the same
 shape of nanoGPT's own GPT is timed for the same steps' shape in this process,
 and the ratio of training tokens per second is printed.
+
+``mix``: the character n-gram (``--order``, trained here) mixed with a saved
+model (``--save DIR`` of the ``transformer`` command keeps its bundle); the
+weight is fitted on the first half of the validation text and the loss is
+reported on the second half and on the whole of it.
 
 ``speed``: generation tokens/s of a 10 M-parameter GPT shape (6 layers, 6
 heads, 384 dims, context 256) with random weights, batch 1, one thread, 256
@@ -80,7 +86,8 @@ def parse_sets(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
-def train_and_eval(name: str, options: dict[str, Any], tmp: Path, *, label: str) -> Any:
+def train_and_eval(name: str, options: dict[str, Any], tmp: Path, *, label: str,
+                   save: str = "") -> Any:
     train, valid = split(tmp)
     engine = Engine()
     cls = engine.create(name).config_class
@@ -100,7 +107,8 @@ def train_and_eval(name: str, options: dict[str, Any], tmp: Path, *, label: str)
     print(f"[{label}] val loss {scores['nats_per_token']:.4f} nats/char over the whole "
           f"validation text ({scores['tokens']:,} chars; eval {time.perf_counter() - t1:.1f} s); "
           f"best step {metrics.get('best_step')}, running estimate {metrics.get('valid_loss')}")
-    gen.save(tmp / f"{label}-bundle")
+    if save:
+        print(f"[{label}] saved {gen.save(Path(save))}")
     return gen, metrics, scores
 
 
@@ -199,7 +207,7 @@ def cmd_model(args: argparse.Namespace) -> None:
         opts.update(max_seconds=args.seconds, clock="wall")
         opts.setdefault("max_steps", 10**9)
     with tempfile.TemporaryDirectory() as tmp:
-        train_and_eval(args.command, opts, Path(tmp), label=args.command)
+        train_and_eval(args.command, opts, Path(tmp), label=args.command, save=args.save)
 
 
 def cmd_ngram(args: argparse.Namespace) -> None:
@@ -213,6 +221,33 @@ def cmd_ngram(args: argparse.Namespace) -> None:
         s = gen.evaluate(str(valid))
         print(f"[ngram] order {args.order} char: fit {fit:.2f} s, val "
               f"{s['bits_per_byte'] * math.log(2):.4f} nats/char (bits/byte x ln 2); {load()}")
+
+
+def cmd_mix(args: argparse.Namespace) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        train, valid = split(Path(tmp))
+        engine = Engine()
+        ngram = engine.create("ngram", order=args.order, tokenizer="char",
+                              discount_fallback=(0.5, 1.0, 1.5))
+        ngram.fit(str(train))
+        ngram_path = ngram.save(Path(tmp) / "ngram")
+        text = valid.read_text(encoding="utf-8")
+        half = len(text) // 2
+        fit_file, test_file = Path(tmp) / "fit.txt", Path(tmp) / "test.txt"
+        fit_file.write_text(text[:half], encoding="utf-8")
+        test_file.write_text(text[half:], encoding="utf-8")
+        t0 = time.perf_counter()
+        mix = engine.create("mix", first=args.first, second=str(ngram_path))
+        m = mix.fit(str(fit_file))
+        print(f"[mix] weight of the first model {m['weight']:.3f} fitted on the first half of "
+              f"the validation text in {time.perf_counter() - t0:.1f} s; {load()}")
+        for name, path in (("second half", test_file), ("whole", valid)):
+            s = mix.evaluate(str(path))
+            ln2 = math.log(2)
+            print(f"[mix] {name} of the validation text: mix {s['bits_per_byte'] * ln2:.4f}, "
+                  f"first {s['first_bits_per_byte'] * ln2:.4f}, n-gram "
+                  f"{s['second_bits_per_byte'] * ln2:.4f} nats/char (teacher-forced, 64 "
+                  "streams)")
 
 
 def cmd_speed(args: argparse.Namespace) -> None:
@@ -273,17 +308,21 @@ def main() -> None:
         m = sub.add_parser(name)
         m.add_argument("--seconds", type=float, default=600.0)
         m.add_argument("--set", action="append", default=[])
+        m.add_argument("--save", default="")
     b.add_argument("--set", action="append", default=[])
     b.add_argument("--compile", action="store_true")
     for s in sub.choices.values():
         s.add_argument("--threads", type=int, default=2)
     g = sub.add_parser("ngram")
     g.add_argument("--order", type=int, default=8)
+    mx = sub.add_parser("mix")
+    mx.add_argument("--first", required=True)
+    mx.add_argument("--order", type=int, default=8)
     sp = sub.add_parser("speed")
     sp.add_argument("--tokens", type=int, default=256)
     args = p.parse_args()
     {"baby": cmd_baby, "transformer": cmd_model, "lstm": cmd_model, "ngram": cmd_ngram,
-     "speed": cmd_speed}[args.command](args)
+     "speed": cmd_speed, "mix": cmd_mix}[args.command](args)
 
 
 if __name__ == "__main__":
