@@ -197,13 +197,19 @@ def datasets(as_json: bool) -> None:
               help="A generator option (repeatable); an unknown key lists the valid ones.")
 @click.option("-o", "--output", required=True, type=click.Path(path_type=Path),
               help="The bundle directory to write.")
+@click.option("--valid", default=None, metavar="DATA",
+              help="Held-out data evaluated while training (neural generators; the same as "
+                   "--set valid=DATA).")
 @click.option("--eval-data", default=None, help="Evaluate on this data after training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
 def train(generator: str, source: str, sets: tuple[str, ...], output: Path,
-          eval_data: str | None, as_json: bool) -> None:
+          valid: str | None, eval_data: str | None, as_json: bool) -> None:
     """Train GENERATOR on --data and save the model bundle to -o."""
     engine = get_engine()
-    gen = engine.create_from_strings(generator, _parse_sets(sets))
+    options = _parse_sets(sets)
+    if valid is not None:
+        options["valid"] = valid
+    gen = engine.create_from_strings(generator, options)
     data = engine.dataset(source, modality=gen.modality)
     start = time.perf_counter()
     metrics = gen.fit(data, progress=console_progress())

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import logging
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -32,6 +31,8 @@ from aigc_engine.plugin_api import (
 try:
     import torch
     from safetensors.torch import load_file, save_file
+
+    from aigc_engine.training import Budget, torch_threads
 except ImportError as exc:  # an operator's server: use the exported gan-onnx bundle instead
     raise MissingDependencyError(
         "the gan generator (training, torch bundles; exported gan-onnx bundles run without it)",
@@ -139,16 +140,6 @@ class GanConfig(GeneratorConfig):
                               f"num_classes={self.num_classes}")
         if (self.sample_every or self.checkpoint_every) and not self.work_dir:
             raise ConfigError("sample_every / checkpoint_every need work_dir")
-
-
-@contextlib.contextmanager
-def _threads(n: int) -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -267,11 +258,11 @@ class GanGenerator(ImageGenerator):
             every.append((c.checkpoint_every, lambda t: self._checkpoint(t, work, progress)))
         if c.eval_every and self._is_digits(ds):
             every.append((c.eval_every, lambda t: self._quick_metrics()))
-        clock = time.process_time if c.clock == "cpu" else time.perf_counter
+        budget = Budget(max_steps=c.steps or 2**62, max_seconds=c.max_seconds, clock=c.clock)
         cpu0 = time.process_time()
-        with _threads(c.threads):
-            state = run(trainer, steps=c.steps or 2**62, max_seconds=c.max_seconds, clock=clock,
-                        progress=progress, log_every=c.log_every, every=every)
+        with torch_threads(c.threads):
+            state = run(trainer, budget=budget, progress=progress, log_every=c.log_every,
+                        every=every)
         if c.ema > 0 and c.bn_batches > 0:
             self._recalibrate_bn()
         self.g.eval()

@@ -19,9 +19,10 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
 from aigc_engine.plugin_api import ConfigError, ModelFormatError, Progress
+from aigc_engine.training import Budget, atomic_save_file, optimizer_tensors, restore_optimizer
 
 from .nets import DCGANDiscriminator, DCGANGenerator, d_loss, g_loss
 
@@ -123,22 +124,13 @@ class Trainer:
         for prefix, module in self.modules():
             for k, v in module.state_dict().items():
                 tensors[f"{prefix}.{k}"] = v.detach().clone().contiguous()
-        groups: dict[str, Any] = {}
-        for prefix, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            sd = opt.state_dict()
-            groups[prefix] = sd["param_groups"]
-            for pid, st in sd["state"].items():
-                for k, v in st.items():
-                    tensors[f"{prefix}.{pid}.{k}"] = torch.as_tensor(v).detach().clone()
+        groups = {prefix: optimizer_tensors(prefix, opt, tensors)
+                  for prefix, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d))}
         tensors["rng.noise"] = self.noise.get_state()
         meta = {"step": str(self.state.step), "train_seconds": repr(self.state.train_seconds),
                 "history": json.dumps(self.state.history), "param_groups": json.dumps(groups),
                 "format": "aigc-gan-checkpoint-1"}
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(tensors, str(tmp), metadata=meta)
-        tmp.replace(path)
-        return path
+        return atomic_save_file(tensors, path, meta)
 
     def load_checkpoint(self, path: Path) -> None:
         """Restore a checkpoint written by :meth:`save_checkpoint` for the same config."""
@@ -160,27 +152,23 @@ class Trainer:
                 f"checkpoint {str(path)!r} does not fit this GAN's config: {exc}") from None
         groups = json.loads(meta["param_groups"])
         for prefix, opt in (("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            state: dict[int, dict[str, torch.Tensor]] = {}
-            for k, v in tensors.items():
-                if k.startswith(prefix + "."):
-                    _, pid, name = k.split(".", 2)
-                    state.setdefault(int(pid), {})[name] = v
-            opt.load_state_dict({"state": state, "param_groups": groups[prefix]})
+            restore_optimizer(prefix, opt, tensors, groups[prefix])
         self.noise.set_state(tensors["rng.noise"])
         self.state = TrainState(step=int(meta["step"]), history=json.loads(meta["history"]),
                                 train_seconds=float(meta["train_seconds"]))
 
 
-def run(trainer: Trainer, *, steps: int, max_seconds: float, clock: Callable[[], float],
-        progress: Progress, log_every: int,
+def run(trainer: Trainer, *, budget: Budget, progress: Progress, log_every: int,
         every: list[tuple[int, Callable[[Trainer], dict[str, float] | None]]]) -> TrainState:
-    """Train until ``steps`` updates or ``max_seconds`` of training time on ``clock``.
+    """Train until the budget (``max_steps`` updates or ``max_seconds`` of training time
+    on its clock) is spent.
 
     ``every`` holds (period, callback) pairs run after each period-th step
     (samples, checkpoints, metrics); their time does not count against the
     budget. Callbacks may return metrics to add to the history.
     """
     state = trainer.state
+    steps, max_seconds = budget.max_steps, budget.max_seconds
     trainer.g.train()
     trainer.d.train()
     sums = [0.0, 0.0]
@@ -191,9 +179,9 @@ def run(trainer: Trainer, *, steps: int, max_seconds: float, clock: Callable[[],
     with progress.task("training gan", total=steps, unit="step") as task:
         task.advance(state.step)
         while state.step < steps:
-            t0 = clock()
+            t0 = budget.now()
             ld, lg = trainer.step()
-            state.train_seconds += clock() - t0
+            state.train_seconds += budget.now() - t0
             sums[0] += ld
             sums[1] += lg
             count += 1
@@ -218,7 +206,7 @@ def run(trainer: Trainer, *, steps: int, max_seconds: float, clock: Callable[[],
                             state.history.append({"step": float(s), **extra})
                         progress.log(f"step {s}: " + ", ".join(
                             f"{k}={v:.4g}" for k, v in extra.items()))
-            if max_seconds > 0 and state.train_seconds >= max_seconds:
+            if budget.done(state.step, state.train_seconds) and state.step < steps:
                 budget_hit = True
                 break
     if budget_hit:
