@@ -459,16 +459,19 @@ class Generator(abc.ABC, Generic[R]):
         """Quality metrics on held-out ``data``."""
         raise UnsupportedOperationError(f"generator {self.name!r} has no evaluation metric")
 
-    def export(self, path: str | os.PathLike[str], *, format: str) -> Path:
-        """Write the model in another format (see ``export_formats``)."""
+    def export(self, path: str | os.PathLike[str], *, format: str, **options: Any) -> Path:
+        """Write the model in another format (see ``export_formats``); ``options`` are the
+        format's (e.g. ``quantize="int8"`` for a text model's ONNX export)."""
         if format not in self.export_formats:
             offered = ", ".join(self.export_formats) or "none"
             raise UnsupportedOperationError(
                 f"generator {self.name!r} cannot export {format!r}; formats it exports: {offered}"
             )
+        if options:
+            return self._export(Path(path), format, **options)
         return self._export(Path(path), format)
 
-    def _export(self, path: Path, format: str) -> Path:
+    def _export(self, path: Path, format: str, **options: Any) -> Path:
         raise UnsupportedOperationError(f"generator {self.name!r} cannot export {format!r}")
 
     def export_onnx(self, path: str | os.PathLike[str]) -> Path:

@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from aigc_engine.ngram import NgramModel
-from aigc_engine.plugin_api import AheadChunk, Decoder, SamplingParams, TokenModel, Tokenizer
+from aigc_engine.plugin_api import AheadChunk, Decoder, SamplingParams, Tokenizer, TokenModel
 
 SPACE_TOKEN = "\u2581"  # the core's token for whitespace in char mode
 
