@@ -93,7 +93,7 @@ def main() -> None:
             int8 = engine.load(gen.export(Path(tmp) / f"q{name}", format="onnx",
                                           quantize="int8"))
             gen.generate(max_tokens=4)
-            t_torch = n / timed(lambda: gen.generate(**req), args.rounds)
+            t_torch = n / timed(lambda: gen.generate(**req), args.rounds)  # noqa: B023
             t_fp32 = n / timed(lambda: fp32.generate(**req), args.rounds)  # noqa: B023
             t_int8 = n / timed(lambda: int8.generate(**req), args.rounds)  # noqa: B023
             t_b8 = 8 * n / timed(lambda: fp32.generate(**req, n=8), args.rounds)  # noqa: B023
