@@ -123,6 +123,35 @@ class NeuralTextGenerator(TokenTextGenerator):
     def score(self, ids: torch.Tensor) -> float:
         """Total negative log-likelihood (nats) of ``ids[1:]``, each given what precedes."""
 
+    def onnx_graph(self) -> tuple[torch.nn.Module, Any]:
+        """The wrapper module of a runtime graph kind and its ``OnnxTextConfig``
+        (subclasses that export to ONNX implement it)."""
+        raise ModelFormatError(f"generator {self.name!r} does not export to ONNX")
+
+    export_formats: ClassVar[tuple[str, ...]] = ("onnx",)
+
+    def _export(self, path: Path, format: str, **options: Any) -> Path:
+        """ONNX for the torch-free runtime (``quantize="int8"``: dynamic int8 MatMuls);
+        parity with torch is checked before the bundle is written."""
+        from .onnx_export import export_text_model
+
+        self.require_trained("export")
+        unknown = set(options) - {"quantize"}
+        if unknown:
+            raise ConfigError(f"unknown export option(s) {sorted(unknown)}; valid: quantize")
+        net = self.net
+        assert net is not None
+        net.cpu().eval()
+        try:
+            wrapper, cfg = self.onnx_graph()
+            exported = export_text_model(wrapper, cfg, self.tokenizer, reference=net,
+                                         quantize=options.get("quantize"))
+        finally:
+            net.to(self.device)
+        exported.metrics = {**self.metrics, **exported.metrics, "exported_from": self.name}
+        exported.adopt_origin(self)
+        return exported.save(path)
+
     # -- training ----------------------------------------------------------------------
     def _text(self, data: Any, what: str) -> str:
         dataset = data if isinstance(data, TextDataset) else self.dataset(data)

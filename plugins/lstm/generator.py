@@ -161,6 +161,20 @@ class LSTMGenerator(NeuralTextGenerator):
     def make_token_model(self) -> TokenModel:
         return LSTMTokenModel(self.lstm, self.tokenizer, self.device)
 
+    def onnx_graph(self) -> tuple[torch.nn.Module, Any]:
+        """A ``recurrent`` graph (state in and out; no window: the state carries all)."""
+        from aigc_engine.runtime.text import OnnxTextConfig
+
+        from .export import RecurrentGraph
+
+        c = self.cfg
+        tok = self.tokenizer
+        cfg = OnnxTextConfig(kind="recurrent", n_layer=c.n_layer, hidden=c.hidden,
+                             vocab_size=tok.vocab_size,
+                             start_id=tok.eos_id if tok.eos_id is not None else 0,
+                             source=self.name)
+        return RecurrentGraph(self.lstm), cfg
+
     def score(self, ids: torch.Tensor) -> float:
         """The text split into ``eval_streams`` contiguous streams (each but the first
         starting from the token before it as input, with a zero state), read in

@@ -191,6 +191,22 @@ class TransformerGenerator(NeuralTextGenerator):
     def make_token_model(self) -> TokenModel:
         return TransformerTokenModel(self.gpt, self.tokenizer, self.device)
 
+    def onnx_graph(self) -> tuple[torch.nn.Module, Any]:
+        """A ``decoder`` graph with the same sliding window as generation here."""
+        from aigc_engine.runtime.text import OnnxTextConfig
+
+        from .export import DecoderGraph
+
+        g = self.gpt
+        s = g.shape
+        tok = self.tokenizer
+        cfg = OnnxTextConfig(kind="decoder", n_layer=s.n_layer, n_head=s.n_head,
+                             head_dim=s.n_embd // s.n_head, vocab_size=s.vocab_size,
+                             context=s.context, keep=max(1, s.context - s.context // 4),
+                             start_id=tok.eos_id if tok.eos_id is not None else 0,
+                             source=self.name)
+        return DecoderGraph(g), cfg
+
     def score(self, ids: torch.Tensor) -> float:
         """Sliding windows of ``context`` tokens with stride ``context // 2``: the first
         window scores all its targets, each later one its last ``stride`` targets, so

@@ -1,0 +1,467 @@
+"""Exported text models (``text-onnx``): onnxruntime + numpy + our tokenizers and
+sampler, never torch.
+
+One token model per graph kind, driven by the bundle's config (``graph``), so
+any plugin that exports one of these kinds is served without code of its own:
+
+* ``decoder``: a decoder with a key/value cache, optimum's names: inputs
+  ``input_ids`` (B, T), ``attention_mask`` (B, P + T), ``position_ids``
+  (B, T), ``past_key_values.{i}.key`` / ``.value`` (B, H, P, D); outputs
+  ``logits`` (B, T, V) and ``present.{i}.key`` / ``.value`` (B, H, P + T, D).
+  Prompts of different lengths are left-padded (mask 0); prefill and decode run
+  the same graph.
+* ``recurrent``: ``input_ids`` (B, T), ``h0`` / ``c0`` (L, B, H) in, ``logits``
+  (B, T, V), ``hn`` / ``cn`` out (never state baked into the graph).
+
+Both follow the exporting generator's sliding window: a sequence that reaches
+``context`` tokens is re-encoded from its last ``keep`` tokens (``context`` 0:
+no window, as an LSTM's state carries everything). Every prompt starts with
+``start_id``. The decoding loop (:mod:`aigc_engine.decoding`) does the rest.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+
+from ..bundle import Manifest
+from ..config import GeneratorConfig
+from ..datasets import TextDataset
+from ..decoding import TokenModel, TokenTextGenerator, text_metrics
+from ..errors import ConfigError, ModelFormatError
+from ..tokenizers import Tokenizer, load_tokenizer
+
+MODEL_FILE = "model.onnx"
+GENAI_FILE = "genai_config.json"
+
+
+@dataclasses.dataclass(frozen=True)
+class OnnxTextConfig(GeneratorConfig):
+    """How to drive an exported text graph: its ``kind``, sizes, window, start token,
+    the generator it was exported from, and ``threads`` (onnxruntime intra-op
+    threads; one is fastest on small models here)."""
+
+    kind: Literal["decoder", "recurrent"] = "decoder"
+    n_layer: int = 1
+    n_head: int = 1
+    head_dim: int = 1
+    hidden: int = 0
+    vocab_size: int = 1
+    context: int = 0
+    keep: int = 0
+    start_id: int = 0
+    source: str = ""
+    quantized: bool = False
+    threads: int = dataclasses.field(default=1, compare=False)
+
+    def validate(self) -> None:
+        for name in ("n_layer", "n_head", "head_dim", "vocab_size"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.context < 0 or not 0 <= self.keep <= self.context:
+            raise ConfigError(f"need 0 <= keep <= context, got keep={self.keep}, "
+                              f"context={self.context}")
+        if self.kind == "recurrent" and self.hidden < 1:
+            raise ConfigError(f"a recurrent graph needs hidden >= 1, got {self.hidden}")
+        if self.threads < 0:
+            raise ConfigError(f"threads must be >= 0 (0 = onnxruntime's default), got "
+                              f"{self.threads}")
+
+    def input_names(self) -> list[str]:
+        """The graph's inputs, in order."""
+        if self.kind == "recurrent":
+            return ["input_ids", "h0", "c0"]
+        past = [f"past_key_values.{i}.{kv}" for i in range(self.n_layer) for kv in ("key", "value")]
+        return ["input_ids", "attention_mask", "position_ids", *past]
+
+    def output_names(self) -> list[str]:
+        """The graph's outputs, in order."""
+        if self.kind == "recurrent":
+            return ["logits", "hn", "cn"]
+        return ["logits", *[f"present.{i}.{kv}" for i in range(self.n_layer)
+                            for kv in ("key", "value")]]
+
+
+def open_session(path: Path | bytes, cfg: OnnxTextConfig) -> Any:
+    """An onnxruntime CPU session whose inputs and outputs are checked against ``cfg``."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = cfg.threads
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    try:
+        sess = ort.InferenceSession(path if isinstance(path, bytes) else str(path), opts,
+                                    providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own exception types
+        where = "the graph" if isinstance(path, bytes) else str(path)
+        raise ModelFormatError(f"{where} is not a loadable ONNX model: {exc}") from None
+    path = Path("model.onnx") if isinstance(path, bytes) else path
+    got_in = [i.name for i in sess.get_inputs()]
+    got_out = [o.name for o in sess.get_outputs()]
+    if got_in != cfg.input_names() or got_out != cfg.output_names():
+        raise ModelFormatError(
+            f"{path}: the graph's inputs {got_in} and outputs {got_out} do not match the "
+            f"bundle's config ({cfg.kind}, {cfg.n_layer} layers): expected inputs "
+            f"{cfg.input_names()} and outputs {cfg.output_names()}")
+    logits = sess.get_outputs()[0].shape
+    if isinstance(logits[-1], int) and logits[-1] != cfg.vocab_size:
+        raise ModelFormatError(f"{path}: the graph's logits have {logits[-1]} entries, the "
+                               f"config says vocab_size={cfg.vocab_size}")
+    return sess
+
+
+class _DecoderState:
+    """Per batch: the cache (B, H, P, D) per layer and input, the mask (B, P), each
+    row's next position and the tokens its cache holds (for the window)."""
+
+    def __init__(self, past: list[np.ndarray], mask: np.ndarray, pos: np.ndarray,
+                 ids: list[list[int]]) -> None:
+        self.past = past
+        self.mask = mask
+        self.pos = pos
+        self.ids = ids
+
+
+class OnnxDecoderModel(TokenModel):
+    """Prefill and step of a ``decoder`` graph (see the module docstring)."""
+
+    def __init__(self, session: Any, cfg: OnnxTextConfig, tokenizer: Tokenizer) -> None:
+        self.sess = session
+        self.cfg = cfg
+        self._tok = tokenizer
+        self._out = cfg.output_names()
+        self._past_names = cfg.input_names()[3:]
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tok
+
+    def _run(self, ids: np.ndarray, mask: np.ndarray, pos: np.ndarray,
+             past: list[np.ndarray]) -> tuple[np.ndarray, list[np.ndarray]]:
+        feeds = {"input_ids": ids, "attention_mask": mask, "position_ids": pos}
+        feeds.update(zip(self._past_names, past, strict=True))
+        outs = self.sess.run(self._out, feeds)
+        return outs[0], outs[1:]
+
+    def _empty_past(self, b: int) -> list[np.ndarray]:
+        c = self.cfg
+        z = np.zeros((b, c.n_head, 0, c.head_dim), dtype=np.float32)
+        return [z] * (2 * c.n_layer)
+
+    def _encode(self, rows: list[list[int]]) -> tuple[np.ndarray, _DecoderState]:
+        """Left-padded prefill of whole rows: last-position logits and the state."""
+        b, t = len(rows), max(len(r) for r in rows)
+        ids = np.zeros((b, t), dtype=np.int64)
+        mask = np.zeros((b, t), dtype=np.int64)
+        for i, r in enumerate(rows):
+            ids[i, t - len(r):] = r
+            mask[i, t - len(r):] = 1
+        pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+        logits, present = self._run(ids, mask, pos, self._empty_past(b))
+        state = _DecoderState(present, mask, mask.sum(axis=1), [list(r) for r in rows])
+        return np.ascontiguousarray(logits[:, -1]), state
+
+    def _start(self, prompt: Sequence[int]) -> list[int]:
+        row = [self.cfg.start_id, *(int(t) for t in prompt)]
+        c = self.cfg
+        return row[-c.keep:] if c.context and len(row) > c.context else row
+
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        return self._encode([self._start(p) for p in prompts])
+
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[Any, Any]:
+        st: _DecoderState = state
+        for r, t in zip(st.ids, tokens.tolist(), strict=True):
+            r.append(t)
+        c = self.cfg
+        b = len(st.ids)
+        full = [i for i in range(b) if c.context and st.pos[i] >= c.context]
+        if not full:
+            return self._step(np.asarray(tokens, dtype=np.int64), st)
+        # The window: rows whose cache is full are re-encoded from their last `keep`
+        # tokens (the new one included); the others step as usual.
+        rest = [i for i in range(b) if i not in set(full)]
+        for i in full:
+            st.ids[i] = st.ids[i][-c.keep:]
+        slid_logits, slid = self._encode([st.ids[i] for i in full])
+        if not rest:
+            return slid_logits, slid
+        rest_logits, sub = self._step(np.asarray(tokens, dtype=np.int64)[rest],
+                                      self.select(st, np.asarray(rest)))
+        joined = self.concat([sub, slid])
+        order = np.empty(b, dtype=np.int64)
+        order[np.asarray(rest + full)] = np.arange(b)
+        logits = np.concatenate([rest_logits, slid_logits])[order]
+        return logits, self.select(joined, order)
+
+    def _step(self, tokens: np.ndarray, st: _DecoderState) -> tuple[np.ndarray, _DecoderState]:
+        b = len(tokens)
+        mask = np.concatenate([st.mask, np.ones((b, 1), dtype=np.int64)], axis=1)
+        logits, present = self._run(tokens.reshape(b, 1), mask, st.pos.reshape(b, 1), st.past)
+        return np.ascontiguousarray(logits[:, -1]), _DecoderState(present, mask, st.pos + 1,
+                                                                  st.ids)
+
+    def _compact(self, st: _DecoderState) -> _DecoderState:
+        """Drop leading cache slots that are padding in every row."""
+        real = st.mask.any(axis=0)
+        first = int(np.argmax(real)) if real.any() else 0
+        if first:
+            st.mask = st.mask[:, first:]
+            st.past = [x[:, :, first:] for x in st.past]
+        return st
+
+    def select(self, state: Any, rows: np.ndarray) -> Any:
+        st: _DecoderState = state
+        out = _DecoderState([x[rows] for x in st.past], st.mask[rows], st.pos[rows],
+                            [st.ids[int(i)] for i in rows])
+        return self._compact(out)
+
+    def concat(self, states: Sequence[Any]) -> Any:
+        sts: list[_DecoderState] = list(states)
+        p = max(s.mask.shape[1] for s in sts)
+
+        def lpad(x: np.ndarray, axis: int) -> np.ndarray:
+            width = [(0, 0)] * x.ndim
+            width[axis] = (p - x.shape[axis], 0)
+            return np.pad(x, width)
+
+        past = [np.concatenate([lpad(s.past[li], 2) for s in sts])
+                for li in range(len(sts[0].past))]
+        return _DecoderState(past, np.concatenate([lpad(s.mask, 1) for s in sts]),
+                             np.concatenate([s.pos for s in sts]),
+                             [r for s in sts for r in s.ids])
+
+    def score(self, ids: np.ndarray) -> float:
+        """Total negative log-likelihood (nats) of ``ids[1:]`` given what precedes, in
+        windows of ``context`` with stride ``context // 2`` (as the exporter scores)."""
+        c = self.cfg.context or len(ids)
+        n = len(ids)
+        starts = [0] if n <= c + 1 else list(range(0, n - 1 - c + 1, max(1, c // 2)))
+        if starts[-1] + c < n - 1:
+            starts.append(n - 1 - c)
+        total, scored = 0.0, 0
+        for s in starts:
+            window = ids[s:s + c + 1]
+            x = window[None, :-1].astype(np.int64)
+            mask = np.ones_like(x)
+            pos = np.arange(x.shape[1], dtype=np.int64)[None]
+            logits, _ = self._run(x, mask, pos, self._empty_past(1))
+            logp = _log_softmax(logits[0])
+            nll = -logp[np.arange(len(window) - 1), window[1:]]
+            first = max(scored, s + 1) - (s + 1)
+            total += float(nll[first:].sum())
+            scored = s + 1 + len(window) - 1
+        return total
+
+
+class OnnxRecurrentModel(TokenModel):
+    """Prefill and step of a ``recurrent`` graph: state (h, c) in and out per layer."""
+
+    def __init__(self, session: Any, cfg: OnnxTextConfig, tokenizer: Tokenizer) -> None:
+        self.sess = session
+        self.cfg = cfg
+        self._tok = tokenizer
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self._tok
+
+    def _zeros(self, b: int) -> np.ndarray:
+        return np.zeros((self.cfg.n_layer, b, self.cfg.hidden), dtype=np.float32)
+
+    def _run(self, ids: np.ndarray, h: np.ndarray, c: np.ndarray
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        logits, hn, cn = self.sess.run(["logits", "hn", "cn"],
+                                       {"input_ids": ids, "h0": h, "c0": c})
+        return logits, hn, cn
+
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        rows = [[self.cfg.start_id, *(int(t) for t in p)] for p in prompts]
+        logits, hs, cs = [], [], []
+        for r in rows:  # rows of different lengths: one pass each (no padding in state)
+            lg, h, c = self._run(np.asarray([r], dtype=np.int64), self._zeros(1), self._zeros(1))
+            logits.append(lg[0, -1])
+            hs.append(h)
+            cs.append(c)
+        return np.stack(logits), (np.concatenate(hs, axis=1), np.concatenate(cs, axis=1))
+
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[Any, Any]:
+        h, c = state
+        ids = np.asarray(tokens, dtype=np.int64).reshape(-1, 1)
+        logits, h, c = self._run(ids, h, c)
+        return np.ascontiguousarray(logits[:, -1]), (h, c)
+
+    def select(self, state: Any, rows: np.ndarray) -> Any:
+        h, c = state
+        return h[:, rows], c[:, rows]
+
+    def concat(self, states: Sequence[Any]) -> Any:
+        return (np.concatenate([s[0] for s in states], axis=1),
+                np.concatenate([s[1] for s in states], axis=1))
+
+    def score(self, ids: np.ndarray, *, streams: int = 8, chunk: int = 512) -> float:
+        """Total negative log-likelihood of ``ids[1:]`` as the lstm generator scores it:
+        ``streams`` contiguous parts (each from a zero state), read in chunks that carry
+        the state."""
+        n = len(ids) - 1
+        k = max(1, min(streams, n // 64))
+        bounds = [n * i // k for i in range(k + 1)]
+        width = max(bounds[i + 1] - bounds[i] for i in range(k))
+        x = np.zeros((k, width), dtype=np.int64)
+        y = np.full((k, width), -1, dtype=np.int64)
+        for i in range(k):
+            a, b = bounds[i], bounds[i + 1]
+            x[i, :b - a] = ids[a:b]
+            y[i, :b - a] = ids[a + 1:b + 1]
+        total, h, c = 0.0, self._zeros(k), self._zeros(k)
+        for s in range(0, width, chunk):
+            logits, h, c = self._run(x[:, s:s + chunk], h, c)
+            logp = _log_softmax(logits)
+            ys = y[:, s:s + chunk]
+            real = ys >= 0
+            total -= float(np.take_along_axis(logp, np.where(real, ys, 0)[..., None],
+                                              axis=-1)[..., 0][real].sum())
+        return total
+
+
+def _log_softmax(x: np.ndarray) -> np.ndarray:
+    x = x.astype(np.float64)
+    m = x.max(axis=-1, keepdims=True)
+    out: np.ndarray = x - m - np.log(np.exp(x - m).sum(axis=-1, keepdims=True))
+    return out
+
+
+class OnnxTextGenerator(TokenTextGenerator):
+    """An exported text model run by onnxruntime (``text-onnx``): generate, stream and
+    evaluate exactly as the torch generator it came from, without torch."""
+
+    name: ClassVar[str] = "text-onnx"
+    config_class: ClassVar[type[GeneratorConfig]] = OnnxTextConfig
+
+    def __init__(self, config: GeneratorConfig | None = None, **options: Any) -> None:
+        super().__init__(config, **options)
+        self._model: OnnxDecoderModel | OnnxRecurrentModel | None = None
+        self._onnx: bytes | Path | None = None
+        self.tokenizer: Tokenizer | None = None
+
+    def set_model(self, onnx: bytes | Path, tokenizer: Tokenizer) -> None:
+        """Use this graph (bytes or a file) with this tokenizer (checked against the config)."""
+        cfg = self.cfg
+        if tokenizer.vocab_size != cfg.vocab_size:
+            raise ModelFormatError(
+                f"the tokenizer has {tokenizer.vocab_size} tokens but the graph's config says "
+                f"vocab_size={cfg.vocab_size}: they do not belong together")
+        if not 0 <= cfg.start_id < tokenizer.vocab_size:
+            raise ModelFormatError(f"start_id {cfg.start_id} is not a token id")
+        sess = open_session(onnx, cfg)
+        self._onnx = onnx
+        self.tokenizer = tokenizer
+        self._model = (OnnxDecoderModel(sess, cfg, tokenizer) if cfg.kind == "decoder"
+                       else OnnxRecurrentModel(sess, cfg, tokenizer))
+
+    def teacher_forced(self, rows: list[list[int]]) -> list[np.ndarray]:
+        """Logits (len(row), V) at every position of each row, in one batch (decoders:
+        left-padded) or row by row (recurrent graphs): for parity checks."""
+        self.require_trained("run")
+        m = self._model
+        if isinstance(m, OnnxDecoderModel):
+            b, t = len(rows), max(len(r) for r in rows)
+            ids = np.zeros((b, t), dtype=np.int64)
+            mask = np.zeros((b, t), dtype=np.int64)
+            for i, r in enumerate(rows):
+                ids[i, t - len(r):] = r
+                mask[i, t - len(r):] = 1
+            pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+            logits, _ = m._run(ids, mask, pos, m._empty_past(b))
+            return [logits[i, t - len(r):] for i, r in enumerate(rows)]
+        assert isinstance(m, OnnxRecurrentModel)
+        return [m._run(np.asarray([r], dtype=np.int64), m._zeros(1), m._zeros(1))[0][0]
+                for r in rows]
+
+    @property
+    def cfg(self) -> OnnxTextConfig:
+        """The config, typed."""
+        return self.config_as(OnnxTextConfig)
+
+    @property
+    def trained(self) -> bool:
+        return self._model is not None
+
+    def token_model(self) -> TokenModel:
+        self.require_trained("generate with")
+        assert self._model is not None
+        return self._model
+
+    def evaluate(self, data: Any) -> dict[str, Any]:
+        """Bits per byte, nats per token and perplexity over the whole text (one token
+        stream starting with the start token), as the torch generators report them."""
+        self.require_trained("evaluate")
+        assert self._model is not None and self.tokenizer is not None
+        dataset = self.dataset(data)
+        if not isinstance(dataset, TextDataset):
+            raise ConfigError(f"{self.name} evaluates on text, got {type(dataset).__name__}")
+        text = dataset.text()
+        if not text.strip():
+            raise ConfigError(f"the evaluation data {dataset.name!r} is empty")
+        ids = np.asarray([self.cfg.start_id, *self.tokenizer.encode(text)], dtype=np.int64)
+        nats = self._model.score(ids)
+        return text_metrics(nats=nats, tokens=len(ids) - 1,
+                            text_bytes=len(text.encode("utf-8")))
+
+    def _manifest_extra(self) -> dict[str, Any]:
+        assert self.tokenizer is not None
+        return {"tokenizer": self.tokenizer.to_json()}
+
+    def _save_payload(self, directory: Path) -> None:
+        assert self.tokenizer is not None and self._onnx is not None
+        data = self._onnx if isinstance(self._onnx, bytes) else self._onnx.read_bytes()
+        (directory / MODEL_FILE).write_bytes(data)
+        self.tokenizer.save(directory)
+        write_graph_files(directory, self.cfg, self.tokenizer)
+
+    def _load_payload(self, directory: Path, manifest: Manifest) -> None:
+        tok = load_tokenizer(manifest.extra.get("tokenizer"), directory)
+        try:
+            self.set_model(directory / MODEL_FILE, tok)
+        except ModelFormatError as exc:
+            raise ModelFormatError(f"bundle {str(directory)!r}: {exc}") from None
+
+
+def genai_config(cfg: OnnxTextConfig, tokenizer: Tokenizer) -> dict[str, Any]:
+    """``genai_config.json`` for onnxruntime-genai (a decoder graph with optimum's names)."""
+    names = {"input_ids": "input_ids", "attention_mask": "attention_mask",
+             "position_ids": "position_ids", "past_key_names": "past_key_values.%d.key",
+             "past_value_names": "past_key_values.%d.value"}
+    return {
+        "model": {
+            "bos_token_id": cfg.start_id, "eos_token_id": tokenizer.eos_id,
+            "pad_token_id": tokenizer.pad_id if tokenizer.pad_id is not None else cfg.start_id,
+            "context_length": cfg.context or 4096, "vocab_size": cfg.vocab_size,
+            "type": "gpt2",
+            "decoder": {
+                "session_options": {"intra_op_num_threads": 1, "provider_options": []},
+                "filename": MODEL_FILE, "head_size": cfg.head_dim, "hidden_size":
+                    cfg.head_dim * cfg.n_head, "num_attention_heads": cfg.n_head,
+                "num_key_value_heads": cfg.n_head, "num_hidden_layers": cfg.n_layer,
+                "inputs": names,
+                "outputs": {"logits": "logits", "present_key_names": "present.%d.key",
+                            "present_value_names": "present.%d.value"},
+            },
+        },
+        "search": {"max_length": cfg.context or 4096, "do_sample": False, "num_beams": 1,
+                   "num_return_sequences": 1, "past_present_share_buffer": False},
+    }
+
+
+def write_graph_files(directory: Path, cfg: OnnxTextConfig, tokenizer: Tokenizer) -> None:
+    """The files beside ``model.onnx`` an exporter writes (genai config for decoders)."""
+    if cfg.kind == "decoder":
+        (directory / GENAI_FILE).write_text(json.dumps(genai_config(cfg, tokenizer), indent=2),
+                                            encoding="utf-8")
+
