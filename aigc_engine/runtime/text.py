@@ -89,7 +89,7 @@ class OnnxTextConfig(GeneratorConfig):
 
 def open_session(path: Path | bytes, cfg: OnnxTextConfig) -> Any:
     """An onnxruntime CPU session whose inputs and outputs are checked against ``cfg``."""
-    import onnxruntime as ort
+    import onnxruntime as ort  # type: ignore[import-untyped]
 
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = cfg.threads

@@ -318,15 +318,12 @@ fixed for the specials: <unk> = 0, <s> = 1, </s> = 2.
         std::optional<Model> model;
         if (is_path(source)) {
           std::string path = existing_file(source);
-<<<<<<< HEAD
-          run_estimation([&] { model.emplace(ngram::estimate_file(path, opt, &info)); }, progress, state);
-=======
-          py::gil_scoped_release release;
           if (starts_with_bom(path))  // the mark is not part of the first word
-            model.emplace(ngram::estimate(read_text_file(path), opt, &info));
+            run_estimation([&] { model.emplace(ngram::estimate(read_text_file(path), opt, &info)); },
+                           progress, state);
           else
-            model.emplace(ngram::estimate_file(path, opt, &info));
->>>>>>> harden
+            run_estimation([&] { model.emplace(ngram::estimate_file(path, opt, &info)); }, progress,
+                           state);
         } else {
           std::string text = join_lines(source);
           run_estimation([&] { model.emplace(ngram::estimate(text, opt, &info)); }, progress, state);

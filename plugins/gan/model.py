@@ -441,7 +441,9 @@ class GanGenerator(ImageGenerator):
                               dynamic_axes={n: {0: "batch"} for n in [*names, "image"]})
             return target.read_bytes()
 
-    def _export(self, path: Path, format: str) -> Path:
+    def _export(self, path: Path, format: str, **options: Any) -> Path:
+        if options:
+            raise ConfigError(f"{format} export takes no options, got {sorted(options)}")
         self.require_trained("export")
         c = self.cfg
         runtime_cfg = OnnxGanConfig(image_size=c.image_size, channels=c.channels,

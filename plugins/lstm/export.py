@@ -4,6 +4,8 @@ exporters would fix to one batch size)."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 from torch import nn
 
@@ -13,7 +15,7 @@ class RecurrentGraph(nn.Module):
 
     def __init__(self, net: nn.Module) -> None:
         super().__init__()
-        self.net = net
+        self.net: Any = net
 
     def forward(self, input_ids: torch.Tensor, h0: torch.Tensor, c0: torch.Tensor
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -207,7 +207,9 @@ class NgramGenerator(TokenTextGenerator):
                 + ", ".join(lies))
         self.model = model
 
-    def _export(self, path: Path, format: str) -> Path:
+    def _export(self, path: Path, format: str, **options: Any) -> Path:
+        if options:
+            raise ConfigError(f"{format} export takes no options, got {sorted(options)}")
         if format == "arpa":
             self.lm.write_arpa(path)
         else:
