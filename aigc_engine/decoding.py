@@ -72,6 +72,7 @@ from .tokenizers import Decoder, Tokenizer
 __all__ = [
     "AheadChunk",
     "DecodeBatch",
+    "RowByRow",
     "Sequence_",
     "TokenModel",
     "TokenTextGenerator",
@@ -150,6 +151,12 @@ class TokenModel:
 
     #: Set to True by a model that implements :meth:`sample_ahead`.
     samples_ahead: bool = False
+    #: True when a row's logits never depend on the other rows of its batch (each row
+    #: computed apart). A batched kernel (a matrix product over the batch, attention
+    #: over padded lengths) can change low bits with the batch's make-up; a server
+    #: that promises batch-independent results runs such a model through
+    #: :class:`RowByRow`.
+    batch_invariant: bool = False
 
     def sample_ahead(self, context: Sequence[int], history: tuple[np.ndarray, np.ndarray], *,
                      params: SamplingParams, seed: int, stream: int, first_step: int,
@@ -165,6 +172,44 @@ class TokenModel:
         ``logprobs``: as the loop reports them (see the module docstring).
         """
         raise NotImplementedError
+
+
+class RowByRow(TokenModel):
+    """A batch-invariant view of any token model: every row is prefilled and stepped
+    alone (batch of one), so its logits are exactly those it has on its own,
+    whatever else is decoded beside it. Costs the batching speed-up."""
+
+    batch_invariant = True
+
+    def __init__(self, inner: TokenModel) -> None:
+        self.inner = inner
+
+    @property
+    def tokenizer(self) -> Tokenizer:
+        return self.inner.tokenizer
+
+    def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[Any, Any]:
+        outs = [self.inner.prefill([p]) for p in prompts]
+        return _stack_rows([lg for lg, _ in outs]), [st for _, st in outs]
+
+    def step(self, tokens: np.ndarray, state: Any) -> tuple[Any, Any]:
+        outs = [self.inner.step(tokens[i:i + 1], st) for i, st in enumerate(state)]
+        return _stack_rows([lg for lg, _ in outs]), [st for _, st in outs]
+
+    def select(self, state: Any, rows: np.ndarray) -> Any:
+        return [state[int(i)] for i in rows]
+
+    def concat(self, states: Sequence[Any]) -> Any:
+        return [st for s in states for st in s]
+
+
+def _stack_rows(rows: list[Any]) -> Any:
+    """One (B, V) array of (1, V) logits (numpy or torch)."""
+    if all(isinstance(r, np.ndarray) for r in rows):
+        return np.concatenate(rows)
+    import torch
+
+    return torch.cat(rows)
 
 
 class Sequence_:

@@ -84,7 +84,7 @@ def test_an_ngram_model_trains_from_the_repository_root(wheel_site: Path,
             "gen.fit(['a b c', 'a c b', 'b a c'])\n"
             f"gen.save({str(tmp_path / 'lm')!r})\n"
             f"print(Engine().load({str(tmp_path / 'lm')!r}).generate('a', seed=1, "
-            "max_tokens=3).text)")
+            "max_tokens=3, echo=True).text)")
     out = _run(wheel_site, "-c", code)
     assert out.returncode == 0, out.stderr
     assert out.stdout.startswith("a")

@@ -87,13 +87,28 @@ def test_logits_match_torch_over_prompts_and_a_padded_batch(models: dict[str, An
         assert np.abs(logits[i] - want).max() < 1e-4
 
 
+def _batched_ids(model: Any, requests: list[TextRequest]) -> list[list[int]]:
+    """Token ids of every request, all decoded in one batch."""
+    from aigc_engine.decoding import DecodeBatch
+
+    batch = DecodeBatch(model)
+    seqs = [batch.add(r)[0] for r in requests]
+    while not batch.done:
+        batch.step()
+    return [s.completion().token_ids for s in seqs]
+
+
 @pytest.mark.parametrize("key", list(TINY))
 def test_greedy_generations_equal_torch_token_for_token(models: dict[str, Any],
                                                         key: str) -> None:
     gen, onnx = models[key], models[key + "/onnx"]
-    for p in PROMPTS:  # 40 new tokens: past the 32-token context, so the window slides
-        req = TextRequest.build(p, max_tokens=40, temperature=0, seed=0, stop_at_eos=False)
-        assert onnx.generate(req).choices[0].token_ids == gen.generate(req).choices[0].token_ids
+    # 20 prompts, 40 new tokens each (past the 32-token context: the window slides),
+    # decoded as one batch in torch and in the runtime.
+    reqs = [TextRequest.build(p, max_tokens=40, temperature=0, seed=0, stop_at_eos=False)
+            for p in PROMPTS]
+    want = _batched_ids(gen.token_model(), reqs)
+    assert _batched_ids(onnx.token_model(), reqs) == want
+    assert onnx.generate(reqs[3]).choices[0].token_ids == want[3]  # alone too
 
 
 @pytest.mark.parametrize("key", ["transformer", "lstm"])

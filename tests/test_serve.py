@@ -88,6 +88,11 @@ def bundles(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
                                              latent_dim=8, batch_size=16, log_every=0)
         gan.fit("digits")
         out["digits"] = gan.export_onnx(root / "digits-onnx")
+        gpt = Engine(plugins=["transformer", "datasets"]).create(
+            "transformer", n_layer=2, n_head=2, n_embd=32, context=32, threads=1, batch_size=8,
+            warmup_steps=5, log_every=0, max_steps=30, lr=3e-3)
+        gpt.fit(SMALL * 4)
+        out["gpt-onnx"] = gpt.export(root / "gpt-onnx", format="onnx")
     except ImportError:
         pass
     return out
@@ -182,11 +187,16 @@ def test_whole_text_models_and_images(client: Any, bundles: dict[str, Path]) -> 
     assert [d.b64_json for d in again.data] == [d.b64_json for d in img.data]
 
 
-@pytest.mark.skipif(not (DATA / "ts_train.txt").is_file(), reason="shared data not found")
-def test_concurrent_seeded_requests_equal_one_at_a_time(client: Any) -> None:
-    reqs = [{"model": "ts3", "prompt": p, "max_tokens": 40, "seed": s, "n": 1 + s % 2,
+@pytest.mark.parametrize("model", ["ts3", "gpt-onnx"])
+def test_concurrent_seeded_requests_equal_one_at_a_time(client: Any, bundles: dict[str, Path],
+                                                        model: str) -> None:
+    if model not in bundles:
+        pytest.skip(f"no {model} bundle (shared data or torch missing)")
+    prompts = ["the king", "my lord", "to be", "", "what"] if model == "ts3" else \
+        ["the cat", "a dog", "the mat is", "", "log"]  # the char model's alphabet
+    reqs = [{"model": model, "prompt": p, "max_tokens": 40, "seed": s, "n": 1 + s % 2,
              "temperature": 0.9, "extra_body": {"top_k": 40, "ignore_eos": s % 3 == 0}}
-            for s, p in enumerate(["the king", "my lord", "to be", "", "what"] * 4)][:16]
+            for s, p in enumerate(prompts * 4)][:16]
     alone = [[c.text for c in client.completions.create(**r).choices] for r in reqs]
     with concurrent.futures.ThreadPoolExecutor(16) as pool:
         together = list(pool.map(
@@ -323,19 +333,22 @@ def test_sigterm_drains_in_flight_requests(bundles: dict[str, Path], tmp_path: P
     env["AIGC_PLUGINS"] = "ngram,datasets"
     proc = subprocess.Popen([sys.executable, "-m", "aigc_engine", "serve", str(bundles["small"]),
                              "--port", str(port), "--log-level", "warning",
-                             "--max-tokens-limit", "100000"],
+                             "--max-tokens-limit", "2000000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, proc.communicate()[1].decode()
+            assert time.monotonic() < deadline, "the server did not become healthy"
             try:
                 if httpx.get(url + "/health").status_code == 200:
                     break
             except httpx.HTTPError:
-                time.sleep(0.1)
-        # Long enough (seconds of generation) to be in flight when SIGTERM comes.
-        body = {"model": "small", "prompt": "the", "max_tokens": 100000, "stream": True,
+                pass
+            time.sleep(0.1)
+        # Seconds of generation (MBs of text): still in flight when SIGTERM comes.
+        body = {"model": "small", "prompt": "the", "max_tokens": 2000000, "stream": True,
                 "seed": 1, "ignore_eos": True}
         received = []
         with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as resp:

@@ -30,7 +30,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 from starlette.routing import Route
 
-from ..decoding import Sequence_, TokenTextGenerator
+from ..decoding import RowByRow, Sequence_, TokenTextGenerator
 from ..errors import AigcError, ConfigError
 from ..generator import Generator, ImageGenerator, TextGenerator, TextRequest, TokenLogprob
 from . import schema
@@ -91,7 +91,11 @@ class ServeState:
                     gen = self.engine.load(source)
                 worker = None
                 if isinstance(gen, TokenTextGenerator):
-                    worker = Worker(name, gen.token_model(), slots=self.slots,
+                    model = gen.token_model()
+                    if not model.batch_invariant:
+                        # A seeded request's text must not depend on its batch.
+                        model = RowByRow(model)
+                    worker = Worker(name, model, slots=self.slots,
                                     queue_size=self.queue_size,
                                     on_tokens=lambda m, k: self.metrics.tokens.labels(m).inc(k))
                 self.models[name] = ServedModel(name, gen, worker)

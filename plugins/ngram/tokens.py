@@ -114,6 +114,7 @@ class NgramTokenModel(TokenModel):
     impossible) and C++ chunks (``sample_ahead``, exact top-k) of one model."""
 
     samples_ahead = True
+    batch_invariant = True  # every row's distribution is computed apart
 
     def __init__(self, lm: NgramModel) -> None:
         self.lm = lm

@@ -49,6 +49,8 @@ class MarkovTokenModel(TokenModel):
     """Rows of log P(next char | context) over a char tokenizer (with byte
     fallback, so any prompt encodes); the state is each row's context string."""
 
+    batch_invariant = True  # each row's probabilities are computed apart
+
     def __init__(self, gen: MarkovGenerator) -> None:
         self.gen = gen
         self.alphabet = gen.alphabet
