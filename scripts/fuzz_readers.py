@@ -509,6 +509,7 @@ def run_atheris(target: str, argv: list[str]) -> None:  # pragma: no cover - man
         finally:
             shutil.rmtree(where, ignore_errors=True)
 
+    atheris.instrument_all()  # coverage of the Python side (the bundle loader, the plugins)
     atheris.Setup([sys.argv[0], *argv, str(corpus)], one)
     atheris.Fuzz()
 
@@ -526,13 +527,15 @@ def main() -> None:
                         help="where inputs of findings (and the current case) are kept")
     parser.add_argument("--atheris", choices=["arpa", "binary", "bundle"],
                         help="run libFuzzer (atheris) on one target; pass its options after --")
-    args, rest = parser.parse_known_args()
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, rest = parser.parse_args(argv[:split]), argv[split + 1:]  # after --: libFuzzer's
     targets = args.targets or ["arpa", "binary", "bundle"]
     unknown = sorted(set(targets) - {"arpa", "binary", "bundle"})
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}; choose arpa, binary, bundle")
     if args.atheris:
-        run_atheris(args.atheris, [a for a in rest if a != "--"])
+        run_atheris(args.atheris, rest)
         return
     summary = run(targets, cases=args.cases, seconds=args.seconds, seed=args.seed,
                   keep=args.keep, slow=args.slow)
