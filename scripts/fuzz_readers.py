@@ -48,7 +48,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from aigc_engine import Engine, ModelFormatError, UnknownGeneratorError
+from aigc_engine import ConfigError, Engine, ModelFormatError, UnknownGeneratorError
 from aigc_engine.ngram import NgramModel
 
 CORPUS = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog",
@@ -257,7 +257,12 @@ def check_bundle(build: Callable[[Path], Path], engine: Engine, where: Path) -> 
         gen = engine.load(bundle)
     except (ModelFormatError, UnknownGeneratorError) as exc:
         return "refused: " + _reason(str(exc))
-    text = gen.generate("the", seed=1, max_tokens=5).text  # type: ignore[attr-defined]
+    try:
+        text = gen.generate("the", seed=1, max_tokens=5).text  # type: ignore[attr-defined]
+    except ConfigError as exc:
+        # A valid config that cannot generate (a template's max_depth below what its
+        # grammar needs) is a clear error at generation, not a loader's failure.
+        return "loaded (generation refused: " + _reason(str(exc))[:40] + ")"
     if not isinstance(text, str):
         raise Finding("generate did not return text")
     model = getattr(gen, "model", None)
@@ -461,13 +466,15 @@ def run(targets: list[str], *, cases: int, seconds: float, seed: int, keep: Path
                     elif (where / "bundle").exists():
                         shutil.copytree(where / "bundle", keep / f"bundle-{n}", symlinks=True,
                                         dirs_exist_ok=True)
-                outcomes[outcome.split(": ", 1)[0]] += 1
-                if outcome.startswith("refused"):
+                outcomes[outcome.split(": ", 1)[0].split(" (", 1)[0]] += 1
+                if outcome.startswith(("refused", "loaded (")):
                     outcomes[outcome] += 1
             reasons = collections.Counter({k[len("refused: "):]: v for k, v in outcomes.items()
                                            if k.startswith("refused: ")})
+            generation = sum(v for k, v in outcomes.items() if k.startswith("loaded ("))
             summary[target] = {
                 "cases": n, "loaded": outcomes["loaded"], "refused": outcomes["refused"],
+                "loaded_but_generation_refused": generation,
                 "findings": len(findings), "seconds": round(time.monotonic() - start, 2),
                 "slowest_case_seconds": round(worst, 4),
                 "top_refusals": dict(reasons.most_common(8)), "finding_examples": findings[:10],
@@ -502,6 +509,7 @@ def run_atheris(target: str, argv: list[str]) -> None:  # pragma: no cover - man
         finally:
             shutil.rmtree(where, ignore_errors=True)
 
+    atheris.instrument_all()  # coverage of the Python side (the bundle loader, the plugins)
     atheris.Setup([sys.argv[0], *argv, str(corpus)], one)
     atheris.Fuzz()
 
@@ -519,13 +527,15 @@ def main() -> None:
                         help="where inputs of findings (and the current case) are kept")
     parser.add_argument("--atheris", choices=["arpa", "binary", "bundle"],
                         help="run libFuzzer (atheris) on one target; pass its options after --")
-    args, rest = parser.parse_known_args()
+    argv = sys.argv[1:]
+    split = argv.index("--") if "--" in argv else len(argv)
+    args, rest = parser.parse_args(argv[:split]), argv[split + 1:]  # after --: libFuzzer's
     targets = args.targets or ["arpa", "binary", "bundle"]
     unknown = sorted(set(targets) - {"arpa", "binary", "bundle"})
     if unknown:
         parser.error(f"unknown target(s) {', '.join(unknown)}; choose arpa, binary, bundle")
     if args.atheris:
-        run_atheris(args.atheris, [a for a in rest if a != "--"])
+        run_atheris(args.atheris, rest)
         return
     summary = run(targets, cases=args.cases, seconds=args.seconds, seed=args.seed,
                   keep=args.keep, slow=args.slow)
