@@ -116,11 +116,13 @@ struct External {
     return vocab.arena().capacity() + vocab.offsets().capacity() * 8 + vocab.size() * 32;
   }
   // What is left of the budget for blocks once `reserved` bytes are held,
-  // at least a small working size.
+  // at least a small working size. A tenth of the budget stays free for what
+  // is not counted (allocator slack, buffers, the process itself).
   std::size_t available(std::uint64_t reserved) const {
+    const std::uint64_t target = budget - budget / 10;
     const std::uint64_t used = vocab_bytes() + reserved;
     const std::uint64_t floor = std::max<std::uint64_t>(budget / 16, 1 << 18);
-    return static_cast<std::size_t>(used + floor < budget ? budget - used : floor);
+    return static_cast<std::size_t>(used + floor < target ? target - used : floor);
   }
 };
 
