@@ -276,6 +276,8 @@ def test_cli_train_info_generate(tmp_path: Path) -> None:
     gen = aigc("generate", str(tmp_path / "m"), "--prompt", "the", "--max-tokens", "10",
                "--seed", "1")
     assert gen.returncode == 0, gen.stderr
+    ev = aigc("eval", str(tmp_path / "m"), "--data", str(valid))
+    assert ev.returncode == 0 and "bits_per_byte" in ev.stdout + ev.stderr, ev.stderr
     bad = aigc("train", "transformer", "--data", str(data), "--set", "no_such=1", "-o",
                str(tmp_path / "x"))
     assert bad.returncode != 0 and "unknown option" in bad.stderr

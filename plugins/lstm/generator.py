@@ -3,7 +3,7 @@
 The recurrent state is carried across generation steps, so a prompt of any
 length is read whole (no window). Training uses windows of ``window`` tokens
 from a zero state (the state is not carried across training windows).
-Evaluation reads the text as 8 contiguous streams, each carrying its state
+Evaluation reads the text as 32 contiguous streams, each carrying its state
 from its start.
 """
 
@@ -135,7 +135,7 @@ class LSTMGenerator(NeuralTextGenerator):
     name: ClassVar[str] = "lstm"
     config_class: ClassVar[type[GeneratorConfig]] = LSTMConfig
     #: Evaluation streams and the chunk each stream reads at a time.
-    eval_streams: ClassVar[int] = 8
+    eval_streams: ClassVar[int] = 32
     eval_chunk: ClassVar[int] = 512
 
     @property
