@@ -56,6 +56,10 @@ class OnnxTextConfig(GeneratorConfig):
     keep: int = 0
     start_id: int = 0
     source: str = ""
+    #: recurrent: evaluation reads the text as this many streams, in chunks of
+    #: ``eval_chunk`` tokens (as the exporting generator evaluates).
+    eval_streams: int = 8
+    eval_chunk: int = 512
     quantized: bool = False
     threads: int = dataclasses.field(default=1, compare=False)
 
@@ -410,7 +414,9 @@ class OnnxTextGenerator(TokenTextGenerator):
         if not text.strip():
             raise ConfigError(f"the evaluation data {dataset.name!r} is empty")
         ids = np.asarray([self.cfg.start_id, *self.tokenizer.encode(text)], dtype=np.int64)
-        nats = self._model.score(ids)
+        model = self._model
+        nats = model.score(ids, streams=self.cfg.eval_streams, chunk=self.cfg.eval_chunk) \
+            if isinstance(model, OnnxRecurrentModel) else model.score(ids)
         return text_metrics(nats=nats, tokens=len(ids) - 1,
                             text_bytes=len(text.encode("utf-8")))
 

@@ -172,7 +172,8 @@ class LSTMGenerator(NeuralTextGenerator):
         cfg = OnnxTextConfig(kind="recurrent", n_layer=c.n_layer, hidden=c.hidden,
                              vocab_size=tok.vocab_size,
                              start_id=tok.eos_id if tok.eos_id is not None else 0,
-                             source=self.name)
+                             source=self.name, eval_streams=self.eval_streams,
+                             eval_chunk=self.eval_chunk)
         return RecurrentGraph(self.lstm), cfg
 
     def score(self, ids: torch.Tensor) -> float:
