@@ -151,6 +151,9 @@ class TokenModel:
 
     #: Set to True by a model that implements :meth:`sample_ahead`.
     samples_ahead: bool = False
+    #: How many of the last context tokens :meth:`sample_ahead` needs (0: all of them);
+    #: the loop then passes only those, so a chunk's cost does not grow with the text.
+    ahead_context: int = 0
     #: True when a row's logits never depend on the other rows of its batch (each row
     #: computed apart). A batched kernel (a matrix product over the batch, attention
     #: over padded lengths) can change low bits with the batch's make-up; a server
@@ -598,8 +601,15 @@ class DecodeBatch:
         key = id(s)
         count = min(self._chunk.get(key, 8), req.max_tokens - s.drawn)
         start = time.perf_counter()
+        need = self.model.ahead_context
+        if need and len(s.ids) >= need:
+            context = s.ids[-need:]
+        else:
+            context = s.prompt_ids + s.ids
+            if need:
+                context = context[-need:]
         chunk = self.model.sample_ahead(
-            s.prompt_ids + s.ids, s.penalty_history(), params=req.sampling, seed=s.seed,
+            context, s.penalty_history(), params=req.sampling, seed=s.seed,
             stream=s.index, first_step=s.drawn, count=count, min_tokens=req.min_tokens,
             stop_at_eos=req.stop_at_eos, ban_ids=s.ban_ids(), logprobs=req.logprobs)
         took = time.perf_counter() - start

@@ -240,7 +240,10 @@ def test_error_cases(server: Server) -> None:
 
 
 def test_api_key_and_queue_limits(bundles: dict[str, Path]) -> None:
-    srv = Server(create_app({"small": bundles["small"]}, api_key=KEY, slots=1, queue_size=1))
+    from aigc_engine.serve import Limits
+
+    srv = Server(create_app({"small": bundles["small"]}, api_key=KEY, slots=1, queue_size=1,
+                            limits=Limits(max_tokens=400_000)))
     try:
         body = {"model": "small", "prompt": "the", "max_tokens": 4, "seed": 1}
         assert_error(post(srv, "/v1/completions", body), 401)
@@ -249,7 +252,8 @@ def test_api_key_and_queue_limits(bundles: dict[str, Path]) -> None:
         auth = {"Authorization": f"Bearer {KEY}"}
         assert post(srv, "/v1/completions", body, headers=auth).status_code == 200
         # One slot and a queue of one: of many long requests at once, some get 429.
-        long = {**body, "max_tokens": 4000, "ignore_eos": True}
+        # Long enough (about a second each) that the slot and the queue are taken.
+        long = {**body, "max_tokens": 400_000, "ignore_eos": True}
         with concurrent.futures.ThreadPoolExecutor(8) as pool:
             answers = list(pool.map(lambda _: post(srv, "/v1/completions", long, headers=auth),
                                     range(8)))
@@ -333,7 +337,7 @@ def test_sigterm_drains_in_flight_requests(bundles: dict[str, Path], tmp_path: P
     env["AIGC_PLUGINS"] = "ngram,datasets"
     proc = subprocess.Popen([sys.executable, "-m", "aigc_engine", "serve", str(bundles["small"]),
                              "--port", str(port), "--log-level", "warning",
-                             "--max-tokens-limit", "2000000"],
+                             "--max-tokens-limit", "500000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -348,7 +352,7 @@ def test_sigterm_drains_in_flight_requests(bundles: dict[str, Path], tmp_path: P
                 pass
             time.sleep(0.1)
         # Seconds of generation (MBs of text): still in flight when SIGTERM comes.
-        body = {"model": "small", "prompt": "the", "max_tokens": 2000000, "stream": True,
+        body = {"model": "small", "prompt": "the", "max_tokens": 500000, "stream": True,
                 "seed": 1, "ignore_eos": True}
         received = []
         with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as resp:

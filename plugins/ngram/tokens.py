@@ -120,6 +120,8 @@ class NgramTokenModel(TokenModel):
         self.lm = lm
         self._tokenizer = NgramTokenizer(lm)
         self._k = max(0, int(lm.order) - 1)
+        # context() looks at the last order - 1 words and whether more precede them.
+        self.ahead_context = self._k + 1
 
     @property
     def tokenizer(self) -> Tokenizer:
