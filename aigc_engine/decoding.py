@@ -245,7 +245,9 @@ class Sequence_:
                           or sp.frequency_penalty != 0.0)
         # Distinct tokens in order of first use, and the count of each (dense).
         self._seen = np.empty(16, dtype=np.int32)
+        self._seen_view = self._seen[:0]  # the distinct tokens so far (a view of _seen)
         self.n_seen = 0
+        self._penalties = (sp.repetition_penalty, sp.presence_penalty, sp.frequency_penalty)
         self._counts = np.zeros(tokenizer.vocab_size, dtype=np.int32) if self.penalised else None
         self.draw_params = dataclasses.replace(
             sp, repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0)
@@ -274,10 +276,7 @@ class Sequence_:
     def penalise(self, row: np.ndarray) -> None:
         """Apply this sequence's penalties to its logits row in place (float32)."""
         if self.n_seen:
-            sp = self.request.sampling
-            _core.penalize_counts(row, self._seen[:self.n_seen], self._counts,
-                                  sp.repetition_penalty, sp.presence_penalty,
-                                  sp.frequency_penalty)
+            _core.penalize_counts(row, self._seen_view, self._counts, *self._penalties)
 
     def penalty_history(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct tokens of the completion and their counts (uint32, int32);
@@ -294,6 +293,7 @@ class Sequence_:
                 self._seen = np.concatenate([self._seen, np.empty_like(self._seen)])
             self._seen[self.n_seen] = token
             self.n_seen += 1
+            self._seen_view = self._seen[:self.n_seen]
         self._counts[token] += 1
 
     # -- accepting drawn tokens ----------------------------------------------------------
