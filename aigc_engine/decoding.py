@@ -246,6 +246,7 @@ class Sequence_:
         # Distinct tokens in order of first use, and the count of each (dense).
         self._seen = np.empty(16, dtype=np.int32)
         self._seen_view = self._seen[:0]  # the distinct tokens so far (a view of _seen)
+        self._seen_set: set[int] = set()
         self.n_seen = 0
         self._penalties = (sp.repetition_penalty, sp.presence_penalty, sp.frequency_penalty)
         self._counts = np.zeros(tokenizer.vocab_size, dtype=np.int32) if self.penalised else None
@@ -288,7 +289,8 @@ class Sequence_:
 
     def _count(self, token: int) -> None:
         assert self._counts is not None
-        if self._counts[token] == 0:
+        if token not in self._seen_set:
+            self._seen_set.add(token)
             if self.n_seen == len(self._seen):
                 self._seen = np.concatenate([self._seen, np.empty_like(self._seen)])
             self._seen[self.n_seen] = token
@@ -545,8 +547,8 @@ class DecodeBatch:
         for r, s in enumerate(seqs):
             if s.drawn < s.request.min_tokens:
                 rows[r, s.banned()] = _NEG_INF
-            if s.n_seen:
-                s.penalise(rows[r])
+            if s.n_seen:  # s.penalise(rows[r]), inlined: this runs at every step
+                _core.penalize_counts(rows[r], s._seen_view, s._counts, *s._penalties)
         self._keys()
         assert self._params is not None
         steps = np.array([s.drawn for s in seqs], dtype=np.uint64)
