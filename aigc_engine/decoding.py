@@ -116,7 +116,7 @@ class AheadChunk:
     top_logprobs: np.ndarray | None = None
 
 
-class TokenModel:
+class TokenModel(abc.ABC):
     """What a token-level text generator gives the engine's loop.
 
     Logits are ``(rows, vocab)`` float32 numpy arrays or torch tensors (CPU
@@ -126,20 +126,20 @@ class TokenModel:
     """
 
     @property
+    @abc.abstractmethod
     def tokenizer(self) -> Tokenizer:
         """The tokenizer of prompts and outputs."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def prefill(self, prompts: Sequence[Sequence[int]]) -> tuple[Any, Any]:
         """Logits of the next token after each prompt, and the batch's state.
 
         A prompt may be empty: a model that needs a start token adds its own.
         """
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def step(self, tokens: np.ndarray, state: Any) -> tuple[Any, Any]:
         """Feed one token per row; the logits of the next token and the new state."""
-        raise NotImplementedError
 
     def select(self, state: Any, rows: np.ndarray) -> Any:
         """The state of some rows only (indices into the batch, ascending)."""
@@ -174,7 +174,8 @@ class TokenModel:
         at an end-of-text (reported by ``stopped_at_eos``; not in ``tokens``).
         ``logprobs``: as the loop reports them (see the module docstring).
         """
-        raise NotImplementedError
+        raise NotImplementedError(f"{type(self).__name__} does not sample ahead "
+                                  "(samples_ahead is False)")
 
 
 class RowByRow(TokenModel):
