@@ -337,7 +337,7 @@ def test_sigterm_drains_in_flight_requests(bundles: dict[str, Path], tmp_path: P
     env["AIGC_PLUGINS"] = "ngram,datasets"
     proc = subprocess.Popen([sys.executable, "-m", "aigc_engine", "serve", str(bundles["small"]),
                              "--port", str(port), "--log-level", "warning",
-                             "--max-tokens-limit", "500000"],
+                             "--max-tokens-limit", "4000000"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -351,8 +351,9 @@ def test_sigterm_drains_in_flight_requests(bundles: dict[str, Path], tmp_path: P
             except httpx.HTTPError:
                 pass
             time.sleep(0.1)
-        # Seconds of generation (MBs of text): still in flight when SIGTERM comes.
-        body = {"model": "small", "prompt": "the", "max_tokens": 500000, "stream": True,
+        # Megabytes more text than loopback buffers hold: the server is still sending
+        # (in flight) while the client waits, whatever the machine's speed.
+        body = {"model": "small", "prompt": "the", "max_tokens": 4000000, "stream": True,
                 "seed": 1, "ignore_eos": True}
         received = []
         with httpx.stream("POST", url + "/v1/completions", json=body, timeout=60) as resp:

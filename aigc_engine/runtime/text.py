@@ -158,8 +158,9 @@ class OnnxDecoderModel(TokenModel):
         z = np.zeros((b, c.n_head, 0, c.head_dim), dtype=np.float32)
         return [z] * (2 * c.n_layer)
 
-    def _encode(self, rows: list[list[int]]) -> tuple[np.ndarray, _DecoderState]:
-        """Left-padded prefill of whole rows: last-position logits and the state."""
+    def forward(self, rows: list[list[int]]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
+        """Whole rows as one left-padded batch from an empty cache: logits (B, T, V),
+        the present keys/values and the mask (B, T)."""
         b, t = len(rows), max(len(r) for r in rows)
         ids = np.zeros((b, t), dtype=np.int64)
         mask = np.zeros((b, t), dtype=np.int64)
@@ -168,6 +169,11 @@ class OnnxDecoderModel(TokenModel):
             mask[i, t - len(r):] = 1
         pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
         logits, present = self._run(ids, mask, pos, self._empty_past(b))
+        return logits, present, mask
+
+    def _encode(self, rows: list[list[int]]) -> tuple[np.ndarray, _DecoderState]:
+        """Left-padded prefill of whole rows: last-position logits and the state."""
+        logits, present, mask = self.forward(rows)
         state = _DecoderState(present, mask, mask.sum(axis=1), [list(r) for r in rows])
         return np.ascontiguousarray(logits[:, -1]), state
 
@@ -375,14 +381,8 @@ class OnnxTextGenerator(TokenTextGenerator):
         self.require_trained("run")
         m = self._model
         if isinstance(m, OnnxDecoderModel):
-            b, t = len(rows), max(len(r) for r in rows)
-            ids = np.zeros((b, t), dtype=np.int64)
-            mask = np.zeros((b, t), dtype=np.int64)
-            for i, r in enumerate(rows):
-                ids[i, t - len(r):] = r
-                mask[i, t - len(r):] = 1
-            pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
-            logits, _ = m._run(ids, mask, pos, m._empty_past(b))
+            logits, _, _ = m.forward(rows)
+            t = logits.shape[1]
             return [logits[i, t - len(r):] for i, r in enumerate(rows)]
         assert isinstance(m, OnnxRecurrentModel)
         return [m._run(np.asarray([r], dtype=np.int64), m._zeros(1), m._zeros(1))[0][0]

@@ -276,11 +276,9 @@ async def _json_body(st: ServeState, request: Request) -> dict[str, Any]:
 
 
 @_endpoint
-async def _list_models(st: ServeState, body: dict[str, Any]) -> Response:
+async def list_models(st: ServeState, body: dict[str, Any]) -> Response:
     return JSONResponse({"object": "list", "data": [m.describe() for m in st.models.values()]})
 
-
-list_models = _list_models
 
 
 # -- text -----------------------------------------------------------------------------------------
