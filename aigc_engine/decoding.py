@@ -251,6 +251,8 @@ class Sequence_:
         self.n_seen = 0
         self._penalties = (sp.repetition_penalty, sp.presence_penalty, sp.frequency_penalty)
         self._counts = np.zeros(tokenizer.vocab_size, dtype=np.int32) if self.penalised else None
+        # Item updates through a memoryview cost a fraction of numpy's scalar indexing.
+        self._counts_mv = memoryview(self._counts) if self._counts is not None else None
         self.draw_params = dataclasses.replace(
             sp, repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0)
         # Chunks can be taken whole when no per-token rule applies.
@@ -288,16 +290,14 @@ class Sequence_:
         ids = self._seen[:self.n_seen]
         return ids.astype(np.uint32), self._counts[ids]
 
-    def _count(self, token: int) -> None:
-        assert self._counts is not None
-        if token not in self._seen_set:
-            self._seen_set.add(token)
-            if self.n_seen == len(self._seen):
-                self._seen = np.concatenate([self._seen, np.empty_like(self._seen)])
-            self._seen[self.n_seen] = token
-            self.n_seen += 1
-            self._seen_view = self._seen[:self.n_seen]
-        self._counts[token] += 1
+    def _first_use(self, token: int) -> None:
+        """Add ``token`` to the distinct tokens (its count is kept by the caller)."""
+        self._seen_set.add(token)
+        if self.n_seen == len(self._seen):
+            self._seen = np.concatenate([self._seen, np.empty_like(self._seen)])
+        self._seen[self.n_seen] = token
+        self.n_seen += 1
+        self._seen_view = self._seen[:self.n_seen]
 
     # -- accepting drawn tokens ----------------------------------------------------------
     def accept(self, token: int, logprob: TokenLogprob | None = None) -> str:
@@ -312,8 +312,10 @@ class Sequence_:
                 self.logprobs.pop()  # the log-probabilities follow token_ids
             return self._end("stop")
         self.ids.append(token)
-        if self.penalised:
-            self._count(token)
+        if self._counts_mv is not None:  # penalised; this runs at every step
+            if token not in self._seen_set:
+                self._first_use(token)
+            self._counts_mv[token] += 1
         piece = self._decoder.push(token)
         if self.drawn >= req.max_tokens:
             return self._end("length", piece)
@@ -326,9 +328,12 @@ class Sequence_:
             return ""
         self.drawn += len(tokens)
         self.ids.extend(tokens.tolist())
-        if self.penalised:
+        if self._counts_mv is not None:
+            counts, seen = self._counts_mv, self._seen_set
             for t in tokens.tolist():
-                self._count(t)
+                if t not in seen:
+                    self._first_use(t)
+                counts[t] += 1
         piece = self._decoder.push_many(tokens)
         if self.drawn >= self.request.max_tokens:
             return self._end("length", piece)
