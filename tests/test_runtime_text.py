@@ -157,6 +157,33 @@ def test_bundle_files(models: dict[str, Any]) -> None:
     assert genai["model"]["decoder"]["inputs"]["past_key_names"] == "past_key_values.%d.key"
 
 
+@pytest.mark.parametrize("key", ["transformer", "transformer-rope"])
+def test_onnxruntime_genai_runs_the_export(models: dict[str, Any], key: str) -> None:
+    """onnxruntime-genai (a dev dependency) drives the exported graph from
+    ``genai_config.json`` alone; its greedy ids equal ours for every prompt that leaves
+    room in the 32-token context (genai does not slide the window)."""
+    og = pytest.importorskip("onnxruntime_genai")
+    rt = models[key + "/onnx"]
+    model = og.Model(str(models["root"] / key))
+    compared = 0
+    for prompt in PROMPTS:
+        ids = [rt.cfg.start_id, *rt.tokenizer.encode(prompt)]
+        if len(ids) > 24:
+            continue
+        params = og.GeneratorParams(model)
+        params.set_search_options(max_length=32, do_sample=False)
+        gen = og.Generator(model, params)
+        gen.append_tokens(np.array([ids], dtype=np.int32))
+        while not gen.is_done():
+            gen.generate_next_token()
+        theirs = [int(t) for t in gen.get_sequence(0)][len(ids):]
+        ours = rt.generate(TextRequest.build(prompt, max_tokens=len(theirs), temperature=0,
+                                             stop_at_eos=False)).choices[0].token_ids
+        assert len(theirs) == 32 - len(ids) and theirs == ours, prompt
+        compared += 1
+    assert compared >= 15
+
+
 def _rewrite(bundle: Path, *, config: dict[str, Any] | None = None,
              model: bytes | None = None, extra: dict[str, Any] | None = None) -> None:
     import hashlib

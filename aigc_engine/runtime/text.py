@@ -449,7 +449,9 @@ def genai_config(cfg: OnnxTextConfig, tokenizer: Tokenizer) -> dict[str, Any]:
             "bos_token_id": cfg.start_id, "eos_token_id": tokenizer.eos_id,
             "pad_token_id": tokenizer.pad_id if tokenizer.pad_id is not None else cfg.start_id,
             "context_length": cfg.context or 4096, "vocab_size": cfg.vocab_size,
-            "type": "gpt2",
+            # genai's decoder-only family that reads per-layer key/value names
+            # ("gpt2" expects the combined past_%d layout of the old GPT-2 exports).
+            "type": "llama",
             "decoder": {
                 "session_options": {"intra_op_num_threads": 1, "provider_options": []},
                 "filename": MODEL_FILE, "head_size": cfg.head_dim, "hidden_size":
