@@ -5,8 +5,9 @@ step run through one graph."""
 
 from __future__ import annotations
 
+import math
+
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .nets import GPT, apply_rope
@@ -52,7 +53,12 @@ class DecoderGraph(nn.Module):
             k = torch.cat([past[2 * li], k], dim=2)
             v = torch.cat([past[2 * li + 1], v], dim=2)
             presents += [k, v]
-            y = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            # Attention written out (not scaled_dot_product_attention): the exporter
+            # scales q and k both by sqrt(scale) and transposes k separately, a pass over
+            # the whole cache each; here only q is scaled and onnxruntime fuses the
+            # transpose into the MatMul.
+            att = torch.matmul(q * (1.0 / math.sqrt(d)), k.transpose(-2, -1))
+            y = torch.matmul(torch.softmax(att.masked_fill(~mask, float("-inf")), dim=-1), v)
             x = x + a.proj(y.transpose(1, 2).reshape(b, t, s.n_embd))
             x = x + block.mlp(block.ln2(x))
         return (g.head(g.ln_f(x)), *presents)
