@@ -252,7 +252,8 @@ class Sequence_:
         self._penalties = (sp.repetition_penalty, sp.presence_penalty, sp.frequency_penalty)
         self._counts = np.zeros(tokenizer.vocab_size, dtype=np.int32) if self.penalised else None
         # Item updates through a memoryview cost a fraction of numpy's scalar indexing.
-        self._counts_mv = memoryview(self._counts) if self._counts is not None else None
+        self._counts_mv = (memoryview(self._counts.data) if self._counts is not None
+                           else None)
         self.draw_params = dataclasses.replace(
             sp, repetition_penalty=1.0, presence_penalty=0.0, frequency_penalty=0.0)
         # Chunks can be taken whole when no per-token rule applies.
