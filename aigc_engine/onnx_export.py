@@ -109,7 +109,7 @@ def export_text_model(wrapper: torch.nn.Module, cfg: OnnxTextConfig, tokenizer: 
 def parity(gen: OnnxTextGenerator, reference: Callable[[torch.Tensor], torch.Tensor],
            cfg: OnnxTextConfig, *, seed: int = 0) -> float:
     """Largest |logit difference| between the runtime and torch on a teacher-forced
-    batch of rows of several lengths (left-padded for a decoder)."""
+    batch of rows of several lengths (right-padded for a decoder)."""
     rng = np.random.default_rng(seed)
     limit = cfg.context or 48
     lengths = sorted({1, 2, max(1, limit // 3), max(1, limit - 1)})

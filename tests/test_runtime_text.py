@@ -67,7 +67,7 @@ def test_logits_match_torch_over_prompts_and_a_padded_batch(models: dict[str, An
     tok = gen.tokenizer
     start = tok.eos_id
     rows = [[start, *tok.encode(p)] for p in PROMPTS[:8]]
-    batch = onnx.teacher_forced(rows)  # one left-padded batch
+    batch = onnx.teacher_forced(rows)  # one right-padded batch
     for r, got in zip(rows, batch, strict=True):
         with torch.no_grad():
             want = gen.net(torch.tensor([r]))[0].numpy()
@@ -126,6 +126,40 @@ def test_seeded_sampling_equals_torch_and_batches(models: dict[str, Any], key: s
     alone = [decode(onnx.token_model(), TextRequest.build("the", max_tokens=20, seed=9, n=i + 1)
                     ).texts[i] for i in range(4)]
     assert together == alone
+
+
+@pytest.mark.parametrize("key", list(TINY))
+def test_rows_do_not_depend_on_their_batch(models: dict[str, Any], key: str) -> None:
+    """Bitwise: each request's tokens and log-probabilities decoded alone equal those
+    it gets in a batch with others of other lengths (prefill, steps, rows leaving as
+    they finish, the 32-token window sliding, requests joining midway)."""
+    from aigc_engine.decoding import DecodeBatch
+
+    tm = models[key + "/onnx"].token_model()
+    assert tm.batch_invariant
+    assert not models["transformer/int8"].token_model().batch_invariant
+    reqs = [TextRequest.build(p, max_tokens=30 + 3 * i, seed=i, logprobs=2, top_k=8,
+                              stop_at_eos=False) for i, p in enumerate(PROMPTS[:8])]
+
+    def seen(seq: Any) -> list[Any]:
+        c = seq.completion()
+        return [c.token_ids, [(lp.token_id, lp.logprob, lp.top) for lp in c.logprobs]]
+
+    alone = []
+    for r in reqs:
+        batch = DecodeBatch(tm)
+        (seq,) = batch.add(r)
+        while not batch.done:
+            batch.step()
+        alone.append(seen(seq))
+    batch = DecodeBatch(tm)
+    seqs = [batch.add(r)[0] for r in reqs[:5]]
+    for _ in range(7):
+        batch.step()
+    seqs += [batch.add(r)[0] for r in reqs[5:]]  # joining a running batch
+    while not batch.done:
+        batch.step()
+    assert [seen(s) for s in seqs] == alone
 
 
 def test_stream_and_evaluate_through_the_runtime(models: dict[str, Any]) -> None:

@@ -8,8 +8,10 @@ any plugin that exports one of these kinds is served without code of its own:
   ``input_ids`` (B, T), ``attention_mask`` (B, P + T), ``position_ids``
   (B, T), ``past_key_values.{i}.key`` / ``.value`` (B, H, P, D); outputs
   ``logits`` (B, T, V) and ``present.{i}.key`` / ``.value`` (B, H, P + T, D).
-  Prompts of different lengths are left-padded (mask 0); prefill and decode run
-  the same graph.
+  Prompts of different lengths are right-padded (mask 0) and the cache keeps
+  every row from slot 0 (the runtime writes each step's new keys/values into
+  the row's next free slot): a row's results do not depend on its batch.
+  Prefill and decode run the same graph.
 * ``recurrent``: ``input_ids`` (B, T), ``h0`` / ``c0`` (L, B, H) in, ``logits``
   (B, T, V), ``hn`` / ``cn`` out (never state baked into the graph).
 
@@ -120,20 +122,52 @@ def open_session(path: Path | bytes, cfg: OnnxTextConfig) -> Any:
     return sess
 
 
-class _DecoderState:
-    """Per batch: the cache (B, H, P, D) per layer and input, the mask (B, P), each
-    row's next position and the tokens its cache holds (for the window)."""
+#: Cache slots are allocated in multiples of this (a batch's cache grows by a copy
+#: once every ``_SLOTS`` steps, not at every step).
+_SLOTS = 32
 
-    def __init__(self, past: list[np.ndarray], mask: np.ndarray, pos: np.ndarray,
+
+class _DecoderState:
+    """Per batch: the cache ``(B, H, S, D)`` per layer and input, filled from slot 0
+    (row ``b`` holds its ``lens[b]`` tokens in slots ``0 .. lens[b] - 1``, the rest
+    masked), the slot mask ``(B, S)`` and the tokens each row's cache holds (for the
+    window). A row's next position id is its length."""
+
+    def __init__(self, past: list[np.ndarray], mask: np.ndarray, lens: np.ndarray,
                  ids: list[list[int]]) -> None:
         self.past = past
         self.mask = mask
-        self.pos = pos
+        self.lens = lens
         self.ids = ids
+
+    def resized(self, slots: int) -> _DecoderState:
+        """The same rows with ``slots`` cache slots (at least the longest row's)."""
+        have = self.mask.shape[1]
+        if slots == have:
+            return self
+        if slots < have:
+            past = [np.ascontiguousarray(x[:, :, :slots]) for x in self.past]
+            mask = np.ascontiguousarray(self.mask[:, :slots])
+        else:
+            past = [np.pad(x, [(0, 0), (0, 0), (0, slots - have), (0, 0)]) for x in self.past]
+            mask = np.pad(self.mask, [(0, 0), (0, slots - have)])
+        return _DecoderState(past, mask, self.lens, self.ids)
+
+
+def _slots_for(n: int) -> int:
+    return -(-max(n, 1) // _SLOTS) * _SLOTS
 
 
 class OnnxDecoderModel(TokenModel):
-    """Prefill and step of a ``decoder`` graph (see the module docstring)."""
+    """Prefill and step of a ``decoder`` graph (see the module docstring).
+
+    The cache is right-padded: every row's keys sit in slots from 0 and masked slots
+    only ever follow them, so a row's arithmetic (matrix products row by row,
+    attention reductions whose masked tail adds exact zeros) does not depend on the
+    other rows or the batch's slot count, which makes this model batch invariant
+    (a server batches it freely). Not so with int8 graphs: dynamic quantization
+    scales each activation matrix by its largest entry, over the whole batch.
+    """
 
     def __init__(self, session: Any, cfg: OnnxTextConfig, tokenizer: Tokenizer) -> None:
         self.sess = session
@@ -141,6 +175,7 @@ class OnnxDecoderModel(TokenModel):
         self._tok = tokenizer
         self._out = cfg.output_names()
         self._past_names = cfg.input_names()[3:]
+        self.batch_invariant = not cfg.quantized
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -159,23 +194,27 @@ class OnnxDecoderModel(TokenModel):
         return [z] * (2 * c.n_layer)
 
     def forward(self, rows: list[list[int]]) -> tuple[np.ndarray, list[np.ndarray], np.ndarray]:
-        """Whole rows as one left-padded batch from an empty cache: logits (B, T, V),
-        the present keys/values and the mask (B, T)."""
+        """Whole rows as one right-padded batch from an empty cache: logits (B, T, V)
+        (row ``b``'s are the first ``len(rows[b])``), the present keys/values and the
+        mask (B, T)."""
         b, t = len(rows), max(len(r) for r in rows)
         ids = np.zeros((b, t), dtype=np.int64)
         mask = np.zeros((b, t), dtype=np.int64)
         for i, r in enumerate(rows):
-            ids[i, t - len(r):] = r
-            mask[i, t - len(r):] = 1
-        pos = np.maximum(np.cumsum(mask, axis=1) - 1, 0)
+            ids[i, :len(r)] = r
+            mask[i, :len(r)] = 1
+        # Padding takes its row's last position (a valid one for learned positions).
+        pos = np.minimum(np.arange(t)[None, :], mask.sum(axis=1, keepdims=True) - 1)
         logits, present = self._run(ids, mask, pos, self._empty_past(b))
         return logits, present, mask
 
     def _encode(self, rows: list[list[int]]) -> tuple[np.ndarray, _DecoderState]:
-        """Left-padded prefill of whole rows: last-position logits and the state."""
+        """Right-padded prefill of whole rows: each row's last logits and the state."""
         logits, present, mask = self.forward(rows)
-        state = _DecoderState(present, mask, mask.sum(axis=1), [list(r) for r in rows])
-        return np.ascontiguousarray(logits[:, -1]), state
+        lens = mask.sum(axis=1)
+        st = _DecoderState(present, mask, lens, [list(r) for r in rows])
+        last = np.ascontiguousarray(logits[np.arange(len(rows)), lens - 1])
+        return last, st.resized(_slots_for(int(lens.max()) + 1))
 
     def _start(self, prompt: Sequence[int]) -> list[int]:
         row = [self.cfg.start_id, *(int(t) for t in prompt)]
@@ -191,7 +230,7 @@ class OnnxDecoderModel(TokenModel):
             r.append(t)
         c = self.cfg
         b = len(st.ids)
-        full = [i for i in range(b) if c.context and st.pos[i] >= c.context]
+        full = [i for i in range(b) if c.context and st.lens[i] >= c.context]
         if not full:
             return self._step(np.asarray(tokens, dtype=np.int64), st)
         # The window: rows whose cache is full are re-encoded from their last `keep`
@@ -212,39 +251,35 @@ class OnnxDecoderModel(TokenModel):
 
     def _step(self, tokens: np.ndarray, st: _DecoderState) -> tuple[np.ndarray, _DecoderState]:
         b = len(tokens)
+        slots = st.mask.shape[1]
         mask = np.concatenate([st.mask, np.ones((b, 1), dtype=np.int64)], axis=1)
-        logits, present = self._run(tokens.reshape(b, 1), mask, st.pos.reshape(b, 1), st.past)
-        return np.ascontiguousarray(logits[:, -1]), _DecoderState(present, mask, st.pos + 1,
-                                                                  st.ids)
-
-    def _compact(self, st: _DecoderState) -> _DecoderState:
-        """Drop leading cache slots that are padding in every row."""
-        real = st.mask.any(axis=0)
-        first = int(np.argmax(real)) if real.any() else 0
-        if first:
-            st.mask = st.mask[:, first:]
-            st.past = [x[:, :, first:] for x in st.past]
-        return st
+        logits, present = self._run(tokens.reshape(b, 1), mask, st.lens.reshape(b, 1), st.past)
+        # The new keys/values (the graph appends them after the slots) go to each
+        # row's next free slot, in place.
+        if int(st.lens.max()) + 1 > slots:
+            st = st.resized(slots + _SLOTS)
+        rows = np.arange(b)
+        for cache, new in zip(st.past, present, strict=True):
+            cache[rows, :, st.lens] = new[:, :, slots]
+        st.mask[rows, st.lens] = 1
+        st.lens = st.lens + 1
+        return np.ascontiguousarray(logits[:, -1]), st
 
     def select(self, state: Any, rows: np.ndarray) -> Any:
         st: _DecoderState = state
-        out = _DecoderState([x[rows] for x in st.past], st.mask[rows], st.pos[rows],
-                            [st.ids[int(i)] for i in rows])
-        return self._compact(out)
+        slots = _slots_for(int(st.lens[rows].max()) + 1) if len(rows) else _SLOTS
+        slots = min(slots, st.mask.shape[1])
+        return _DecoderState([np.ascontiguousarray(x[rows, :, :slots]) for x in st.past],
+                             np.ascontiguousarray(st.mask[rows, :slots]), st.lens[rows],
+                             [st.ids[int(i)] for i in rows])
 
     def concat(self, states: Sequence[Any]) -> Any:
         sts: list[_DecoderState] = list(states)
-        p = max(s.mask.shape[1] for s in sts)
-
-        def lpad(x: np.ndarray, axis: int) -> np.ndarray:
-            width = [(0, 0)] * x.ndim
-            width[axis] = (p - x.shape[axis], 0)
-            return np.pad(x, width)
-
-        past = [np.concatenate([lpad(s.past[li], 2) for s in sts])
-                for li in range(len(sts[0].past))]
-        return _DecoderState(past, np.concatenate([lpad(s.mask, 1) for s in sts]),
-                             np.concatenate([s.pos for s in sts]),
+        slots = max(s.mask.shape[1] for s in sts)
+        sts = [s.resized(slots) for s in sts]
+        past = [np.concatenate([s.past[li] for s in sts]) for li in range(len(sts[0].past))]
+        return _DecoderState(past, np.concatenate([s.mask for s in sts]),
+                             np.concatenate([s.lens for s in sts]),
                              [r for s in sts for r in s.ids])
 
     def score(self, ids: np.ndarray) -> float:
@@ -271,12 +306,17 @@ class OnnxDecoderModel(TokenModel):
 
 
 class OnnxRecurrentModel(TokenModel):
-    """Prefill and step of a ``recurrent`` graph: state (h, c) in and out per layer."""
+    """Prefill and step of a ``recurrent`` graph: state (h, c) in and out per layer.
+
+    Prompts are prefilled one by one and a step's matrix products work row by row,
+    so a row's results do not depend on its batch (batch invariant; not int8, whose
+    activations are scaled over the whole batch)."""
 
     def __init__(self, session: Any, cfg: OnnxTextConfig, tokenizer: Tokenizer) -> None:
         self.sess = session
         self.cfg = cfg
         self._tok = tokenizer
+        self.batch_invariant = not cfg.quantized
 
     @property
     def tokenizer(self) -> Tokenizer:
@@ -377,13 +417,12 @@ class OnnxTextGenerator(TokenTextGenerator):
 
     def teacher_forced(self, rows: list[list[int]]) -> list[np.ndarray]:
         """Logits (len(row), V) at every position of each row, in one batch (decoders:
-        left-padded) or row by row (recurrent graphs): for parity checks."""
+        right-padded) or row by row (recurrent graphs): for parity checks."""
         self.require_trained("run")
         m = self._model
         if isinstance(m, OnnxDecoderModel):
             logits, _, _ = m.forward(rows)
-            t = logits.shape[1]
-            return [logits[i, t - len(r):] for i, r in enumerate(rows)]
+            return [logits[i, :len(r)] for i, r in enumerate(rows)]
         assert isinstance(m, OnnxRecurrentModel)
         return [m._run(np.asarray([r], dtype=np.int64), m._zeros(1), m._zeros(1))[0][0]
                 for r in rows]

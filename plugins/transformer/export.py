@@ -1,6 +1,6 @@
 """The Transformer as a ``decoder`` graph of the torch-free runtime: explicit past
 and present keys/values per layer, attention mask and position ids (optimum's
-names), so batched prompts of different lengths (left-padded) and every decode
+names), so batched prompts of different lengths (right-padded) and every decode
 step run through one graph."""
 
 from __future__ import annotations
