@@ -2,8 +2,10 @@
 
 Starts the real server (``python -m aigc_engine serve``) on a free 127.0.0.1
 port with an n-gram bundle (order 5 on gutenberg.txt by default, or
-``--corpus ts_train.txt`` for a quick run; ``--bundle PATH`` serves any
-bundle instead, such as an exported Transformer), then for 1, 4, 16 and 64
+``--corpus ts_train.txt`` for a quick run; ``--transformer`` exports a 10 M-parameter
+GPT shape instead (6 layers, 6 heads, 384 dims, context 256, the 65 characters of
+tiny shakespeare, random weights: speed does not depend on them) and serves it
+through the torch-free runtime; ``--bundle PATH`` serves any bundle), then for 1, 4, 16 and 64
 concurrent streaming clients sends ``--requests`` requests per client and
 reports aggregate tokens/s, time to first token p50/p99 and inter-token
 latency p50/p99 (between streamed pieces of one sample).
@@ -13,6 +15,7 @@ scheduling, against a direct Python call of the same generator (medians over
 ``--overhead`` sequential requests on one keep-alive connection).
 
     python benchmarks/serve_load.py [--corpus gutenberg.txt] [--order 5] [--max-tokens 128]
+    python benchmarks/serve_load.py --transformer [--requests 2]
 """
 
 from __future__ import annotations
@@ -116,6 +119,8 @@ def main() -> None:
     ap.add_argument("--corpus", default="gutenberg.txt")
     ap.add_argument("--order", type=int, default=5)
     ap.add_argument("--bundle", type=Path, default=None)
+    ap.add_argument("--transformer", action="store_true",
+                    help="serve an exported 10 M-parameter GPT shape (needs torch to export)")
     ap.add_argument("--clients", default="1,4,16,64")
     ap.add_argument("--requests", type=int, default=4)
     ap.add_argument("--max-tokens", type=int, default=128)
@@ -124,7 +129,17 @@ def main() -> None:
     print(f"load average {os.getloadavg()}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle
-        if bundle is None:
+        if bundle is None and args.transformer:
+            from aigc_engine.plugins.transformer.generator import TransformerGenerator
+            from aigc_engine.tokenizers import CharTokenizer
+
+            gpt = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256, threads=1)
+            gpt.tok = CharTokenizer.from_text([(DATA / "tinyshakespeare.txt").read_text()])
+            gpt.net = gpt.build(gpt.tok.vocab_size).eval()
+            bundle = gpt.export(Path(tmp) / "gpt", format="onnx")
+            print("serving an exported 6x384 GPT (context 256, 65 characters), onnxruntime "
+                  "1 thread")
+        elif bundle is None:
             from aigc_engine.plugins.ngram.generator import NgramGenerator
 
             t0 = time.perf_counter()
