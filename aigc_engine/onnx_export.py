@@ -80,7 +80,8 @@ def export_text_model(wrapper: torch.nn.Module, cfg: OnnxTextConfig, tokenizer: 
             torch.onnx.export(wrapper, _example(cfg), str(target), dynamo=False,
                               input_names=cfg.input_names(), output_names=cfg.output_names(),
                               dynamic_axes=_dynamic_axes(cfg), opset_version=17,
-                              do_constant_folding=True)
+                              do_constant_folding=True,
+                              custom_opsets={"com.microsoft": 1} if cfg.shared_cache else None)
         data = target.read_bytes()
         gen = OnnxTextGenerator(cfg)
         gen.set_model(data, tokenizer)

@@ -11,7 +11,12 @@ any plugin that exports one of these kinds is served without code of its own:
   Prompts of different lengths are right-padded (mask 0) and the cache keeps
   every row from slot 0 (the runtime writes each step's new keys/values into
   the row's next free slot): a row's results do not depend on its batch.
-  Prefill and decode run the same graph.
+  Prefill and decode run the same graph. A graph whose attention is
+  onnxruntime's ``GroupQueryAttention`` (config ``shared_cache``; genai's own
+  layout: the mask's ones are each row's first tokens) gets, at each step, the
+  cache buffers bound as both ``past`` and ``present`` (IOBinding): the op
+  writes the new keys/values into each row's next slot in place, and no step
+  copies the cache (a plain decoder's ``present = past + new`` copies it all).
 * ``recurrent``: ``input_ids`` (B, T), ``h0`` / ``c0`` (L, B, H) in, ``logits``
   (B, T, V), ``hn`` / ``cn`` out (never state baked into the graph).
 
@@ -63,6 +68,10 @@ class OnnxTextConfig(GeneratorConfig):
     eval_streams: int = 8
     eval_chunk: int = 512
     quantized: bool = False
+    #: decoder: attention is onnxruntime's GroupQueryAttention, which updates the
+    #: past in place when ``present`` is bound to the same buffer (see the module
+    #: docstring); the runtime then never copies the cache.
+    shared_cache: bool = False
     threads: int = dataclasses.field(default=1, compare=False)
 
     def validate(self) -> None:
@@ -250,6 +259,8 @@ class OnnxDecoderModel(TokenModel):
         return logits, self.select(joined, order)
 
     def _step(self, tokens: np.ndarray, st: _DecoderState) -> tuple[np.ndarray, _DecoderState]:
+        if self.cfg.shared_cache:
+            return self._step_in_place(tokens, st)
         b = len(tokens)
         slots = st.mask.shape[1]
         mask = np.concatenate([st.mask, np.ones((b, 1), dtype=np.int64)], axis=1)
@@ -261,6 +272,31 @@ class OnnxDecoderModel(TokenModel):
         rows = np.arange(b)
         for cache, new in zip(st.past, present, strict=True):
             cache[rows, :, st.lens] = new[:, :, slots]
+        st.mask[rows, st.lens] = 1
+        st.lens = st.lens + 1
+        return np.ascontiguousarray(logits[:, -1]), st
+
+    def _step_in_place(self, tokens: np.ndarray, st: _DecoderState
+                       ) -> tuple[np.ndarray, _DecoderState]:
+        """A step of a ``shared_cache`` graph: each cache buffer is bound as both its
+        ``past`` input and its ``present`` output; the op writes row ``b``'s new
+        keys/values into slot ``lens[b]``."""
+        b = len(tokens)
+        if int(st.lens.max()) + 1 > st.mask.shape[1]:
+            st = st.resized(st.mask.shape[1] + _SLOTS)
+        width = int(st.lens.max()) + 1
+        io = self.sess.io_binding()
+        io.bind_cpu_input("input_ids", np.ascontiguousarray(tokens, dtype=np.int64).reshape(b, 1))
+        io.bind_cpu_input("attention_mask",
+                          (np.arange(width)[None, :] <= st.lens[:, None]).astype(np.int64))
+        io.bind_cpu_input("position_ids", np.ascontiguousarray(st.lens.reshape(b, 1)))
+        io.bind_output(self._out[0])  # logits: the first of get_outputs()
+        for past, present, cache in zip(self._past_names, self._out[1:], st.past, strict=True):
+            io.bind_input(past, "cpu", 0, np.float32, cache.shape, cache.ctypes.data)
+            io.bind_output(present, "cpu", 0, np.float32, cache.shape, cache.ctypes.data)
+        self.sess.run_with_iobinding(io)
+        logits = io.get_outputs()[0].numpy()
+        rows = np.arange(b)
         st.mask[rows, st.lens] = 1
         st.lens = st.lens + 1
         return np.ascontiguousarray(logits[:, -1]), st

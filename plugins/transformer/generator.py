@@ -204,8 +204,8 @@ class TransformerGenerator(NeuralTextGenerator):
                              head_dim=s.n_embd // s.n_head, vocab_size=s.vocab_size,
                              context=s.context, keep=max(1, s.context - s.context // 4),
                              start_id=tok.eos_id if tok.eos_id is not None else 0,
-                             source=self.name)
-        return DecoderGraph(g), cfg
+                             source=self.name, shared_cache=True)
+        return DecoderGraph(g, fused=True), cfg
 
     def score(self, ids: torch.Tensor) -> float:
         """Sliding windows of ``context`` tokens with stride ``context // 2``: the first
