@@ -67,6 +67,7 @@ __all__ = [
     "local_device",
     "restart_count",
     "resume_path",
+    "sum_over_ranks",
     "sync_batchnorm",
     "unsync_batchnorm",
 ]
@@ -322,28 +323,48 @@ def join(device: torch.device | str = "cpu") -> World:
 
 
 # -- BatchNorm over the global batch -----------------------------------------------------
+class _SumOverRanks(torch.autograd.Function):
+    """Sum over ranks whose gradient is the sum over ranks of the gradients: every
+    rank's loss depends on every rank's input through the sum."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        out = x.clone()
+        dist.all_reduce(out)
+        return out
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        out = grad.clone()
+        dist.all_reduce(out)
+        return out
+
+
+def sum_over_ranks(x: torch.Tensor) -> torch.Tensor:
+    """``x`` summed over the ranks, differentiably (``x`` itself in one process)."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return x
+    out: torch.Tensor = _SumOverRanks.apply(x)  # type: ignore[no-untyped-call]
+    return out
+
+
 class _GlobalBatchNorm(nn.BatchNorm2d):
     """BatchNorm2d with the statistics of the global batch (all ranks) in training
     forwards that record gradients; other forwards (no-grad BatchNorm recalibration,
     eval) behave as BatchNorm2d on this rank's input. Same state dict as BatchNorm2d.
 
     mean and variance are two-pass (global mean first, then the mean squared
-    deviation), as torch's own BatchNorm computes them; gradients flow through
-    ``torch.distributed.nn`` all-reduces."""
+    deviation), as torch's own BatchNorm computes them; gradients flow through the
+    all-reduces (:func:`sum_over_ranks`)."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if not (self.training and torch.is_grad_enabled() and dist.is_initialized()):
             return super().forward(x)
-        from torch.distributed.nn.functional import all_reduce
-
         dims = [0, 2, 3]
         count = x.shape[0] * x.shape[2] * x.shape[3] * dist.get_world_size()
-        total: torch.Tensor = all_reduce(x.sum(dim=dims))  # type: ignore[no-untyped-call]
-        mean = total / count
+        mean = sum_over_ranks(x.sum(dim=dims)) / count
         centred = x - mean[None, :, None, None]
-        squares: torch.Tensor = all_reduce(  # type: ignore[no-untyped-call]
-            centred.pow(2).sum(dim=dims))
-        var = squares / count
+        var = sum_over_ranks(centred.pow(2).sum(dim=dims)) / count
         if self.track_running_stats and self.running_mean is not None \
                 and self.running_var is not None and self.num_batches_tracked is not None:
             with torch.no_grad():

@@ -32,6 +32,7 @@ try:
     import torch
     from safetensors.torch import load_file, save_file
 
+    from aigc_engine.distributed import join, resume_path
     from aigc_engine.training import Budget, torch_threads
 except ImportError as exc:  # an operator's server: use the exported gan-onnx bundle instead
     raise MissingDependencyError(
@@ -47,6 +48,10 @@ from .nets import SIZES, DCGANDiscriminator, DCGANGenerator, dcgan_init
 from .train import Trainer, run
 
 log = logging.getLogger(__name__)
+
+#: Options that do not change what a run computes (a checkpoint may be resumed with others).
+_NOT_RUN_OPTIONS = ("steps", "max_seconds", "clock", "threads", "log_every", "sample_every",
+                    "checkpoint_every", "eval_every", "work_dir", "resume", "bn_batches")
 
 G_FILE = "generator.safetensors"
 D_FILE = "discriminator.safetensors"
@@ -219,8 +224,12 @@ class GanGenerator(ImageGenerator):
 
     # -- training -----------------------------------------------------------------
     def fit(self, data: Any, *, progress: Progress | None = None) -> dict[str, Any]:
-        """Train on ``data``: a dataset name (``digits``), an image folder or an ImageDataset."""
-        progress = progress or Progress()
+        """Train on ``data``: a dataset name (``digits``), an image folder or an ImageDataset.
+
+        Under torchrun each rank trains on its rows of every batch (see ``train.py``);
+        rank 0 alone reports progress and writes samples and checkpoints."""
+        world = join("cpu")
+        progress = (progress or Progress()) if world.main else Progress()
         ds = self._images(data, progress)
         c = self.cfg
         if c.conditional:
@@ -241,28 +250,36 @@ class GanGenerator(ImageGenerator):
         if batch_size < c.batch_size:
             progress.log(f"{ds.name}: {len(ds)} images, fewer than batch_size={c.batch_size}; "
                          f"training with batches of {batch_size}")
+        run_config = {k: v for k, v in c.to_dict().items() if k not in _NOT_RUN_OPTIONS}
+        run_config["batch_size"] = batch_size
+        world.same("GAN config and data", [run_config, list(x.shape)])
         trainer = Trainer(g=self.g, d=self.d, x=x.contiguous(), y=y, loss=c.loss,
                           batch_size=batch_size, seed=c.seed, lr_g=c.lr_g, lr_d=c.lr_d,
-                          betas=(c.beta1, c.beta2), ema=c.ema)
+                          betas=(c.beta1, c.beta2), ema=c.ema, world=world,
+                          run_config=json.loads(json.dumps(run_config)))
         if trainer.g_ema is not None:
             self.g = trainer.g_ema  # what samples, metrics, save and export use
-        if c.resume:
-            trainer.load_checkpoint(Path(c.resume))
-            progress.log(f"resumed from {c.resume} at step {trainer.state.step}")
-        work = Path(c.work_dir) if c.work_dir else None
+        resume = resume_path(c.resume, c.work_dir)
+        if resume is not None:
+            trainer.load_checkpoint(resume)
+            progress.log(f"resumed from {resume} at step {trainer.state.step}")
+        work = Path(c.work_dir) if c.work_dir and world.main else None
         every: list[tuple[int, Callable[[Trainer], dict[str, float] | None]]] = []
         if work is not None and c.sample_every:
             every.append((c.sample_every, lambda t: self._sample_grid(
                 work / "samples" / f"step_{t.state.step:07d}.png")))
         if work is not None and c.checkpoint_every:
             every.append((c.checkpoint_every, lambda t: self._checkpoint(t, work, progress)))
-        if c.eval_every and self._is_digits(ds):
+        if c.eval_every and self._is_digits(ds) and world.main:
             every.append((c.eval_every, lambda t: self._quick_metrics()))
         budget = Budget(max_steps=c.steps or 2**62, max_seconds=c.max_seconds, clock=c.clock)
         cpu0 = time.process_time()
-        with torch_threads(c.threads):
-            state = run(trainer, budget=budget, progress=progress, log_every=c.log_every,
-                        every=every)
+        try:
+            with torch_threads(c.threads):
+                state = run(trainer, budget=budget, progress=progress, log_every=c.log_every,
+                            every=every)
+        finally:
+            trainer.finish()
         if c.ema > 0 and c.bn_batches > 0:
             self._recalibrate_bn()
         self.g.eval()
