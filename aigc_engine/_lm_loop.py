@@ -49,6 +49,7 @@ class TrainResult:
     best_step: int = -1
     stopped: str = ""
     bad_evals: int = 0
+    resumed_from: int = -1
 
 
 def batch(data: torch.Tensor, *, seed: int, index: int, size: int, window: int,
@@ -197,7 +198,7 @@ def train_lm(model: torch.nn.Module, train: torch.Tensor, valid: torch.Tensor | 
         res = TrainResult(steps=meta["step"], tokens_seen=meta["tokens"],
                           train_seconds=meta["seconds"], history=meta["history"],
                           best_valid=meta["best_valid"], best_step=meta["best_step"],
-                          bad_evals=meta["bad_evals"])
+                          bad_evals=meta["bad_evals"], resumed_from=meta["step"])
         best = {k[5:]: v for k, v in tensors.items() if k.startswith("best.")}
         best_state = best or None
         last_good = str(resume)

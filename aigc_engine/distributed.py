@@ -271,8 +271,12 @@ class World:
         previous: Any = None
         in_main = threading.current_thread() is threading.main_thread()
 
+        failing = [False]
+
         def on_term(signum: int, frame: Any) -> None:
-            raise _Terminated()
+            if not failing[0]:  # a second SIGTERM while the failure is examined: ignored
+                failing[0] = True
+                raise _Terminated()
 
         if in_main:
             previous = signal.signal(signal.SIGTERM, on_term)
@@ -284,6 +288,7 @@ class World:
         except AigcError:
             raise
         except Exception as exc:
+            failing[0] = True
             gone = self.stopped_ranks()
             if gone or isinstance(exc, dist.DistError):
                 cause = f"{type(exc).__name__}: {' '.join(str(exc).split())[:300]}"
@@ -295,6 +300,20 @@ class World:
 
 
 _WORLD: World | None = None
+
+
+def _attempt_store(timeout: datetime.timedelta) -> Any:
+    """Under torchrun, the agent's store with a prefix of this restart attempt (None
+    otherwise). torchrun keeps one store across restarts, and a restarted group must
+    not read the addresses the dead group left there (gloo would connect to them)."""
+    if os.environ.get("TORCHELASTIC_USE_AGENT_STORE") != "True":
+        return None
+    store = dist.TCPStore(  # type: ignore[attr-defined]
+        os.environ["MASTER_ADDR"], _env_int("MASTER_PORT", 0), is_master=False,
+        timeout=timeout)
+    run = os.environ.get("TORCHELASTIC_RUN_ID", "")
+    return dist.PrefixStore(f"aigc/{run}/attempt_{restart_count()}",  # type: ignore[attr-defined]
+                            store)
 
 
 def join(device: torch.device | str = "cpu") -> World:
@@ -314,7 +333,12 @@ def join(device: torch.device | str = "cpu") -> World:
     if not dist.is_initialized():
         if backend == "nccl":
             torch.cuda.set_device(local_device(dev))
-        dist.init_process_group(backend=backend, timeout=timeout)
+        store = _attempt_store(timeout)
+        if store is None:
+            dist.init_process_group(backend=backend, timeout=timeout)
+        else:
+            dist.init_process_group(backend=backend, timeout=timeout, store=store,
+                                    rank=_env_int("RANK", 0), world_size=size)
     world = World(rank=dist.get_rank(), size=dist.get_world_size(),
                   local_rank=_env_int("LOCAL_RANK", 0), backend=dist.get_backend())
     world._start_heartbeat()

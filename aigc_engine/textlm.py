@@ -40,7 +40,7 @@ from .bundle import Manifest
 from .config import GeneratorConfig
 from .datasets import TextDataset
 from .decoding import TokenModel, TokenTextGenerator, text_metrics
-from .distributed import local_device
+from .distributed import join, local_device
 from .errors import ConfigError, ModelFormatError
 from .progress import Progress
 from .tokenizers import Tokenizer, load_tokenizer, train_tokenizer
@@ -208,7 +208,10 @@ class NeuralTextGenerator(TokenTextGenerator):
             "fit_wall_seconds": round(time.perf_counter() - wall0, 3),
             "fit_cpu_seconds": round(time.process_time() - cpu0, 3),
             "train_tokens": len(train) - 1, "stopped": res.stopped,
-            "vocab_size": self.tok.vocab_size, "training": c.training_dict()}
+            "vocab_size": self.tok.vocab_size, "training": c.training_dict(),
+            "world_size": join(device).size}
+        if res.resumed_from >= 0:
+            self.metrics["resumed_from_step"] = res.resumed_from
         if "train_loss" in last:
             self.metrics["train_loss"] = last["train_loss"]
             self.metrics["tokens_per_s"] = last["tokens_per_s"]

@@ -260,8 +260,10 @@ class GanGenerator(ImageGenerator):
         if trainer.g_ema is not None:
             self.g = trainer.g_ema  # what samples, metrics, save and export use
         resume = resume_path(c.resume, c.work_dir)
+        resumed_from = -1
         if resume is not None:
             trainer.load_checkpoint(resume)
+            resumed_from = trainer.state.step
             progress.log(f"resumed from {resume} at step {trainer.state.step}")
         work = Path(c.work_dir) if c.work_dir and world.main else None
         every: list[tuple[int, Callable[[Trainer], dict[str, float] | None]]] = []
@@ -294,7 +296,9 @@ class GanGenerator(ImageGenerator):
         self.metrics = {"steps": state.step, "train_seconds": state.train_seconds,
                         "train_clock": c.clock, "batch_size": batch_size,
                         "fit_cpu_seconds": time.process_time() - cpu0, "images": len(ds),
-                        "dataset": ds.name}
+                        "dataset": ds.name, "world_size": world.size}
+        if resumed_from >= 0:
+            self.metrics["resumed_from_step"] = resumed_from
         if self.history:
             last = self.history[-1]
             self.metrics.update({k: last[k] for k in ("d_loss", "g_loss", "images_per_s")
