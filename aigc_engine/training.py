@@ -89,7 +89,10 @@ class TrainConfig(GeneratorConfig):
     ``valid_fraction`` of the data; ``keep_best`` keeps the weights of the best
     evaluation; ``patience`` stops after that many evaluations without
     improvement (0 = never). Files: ``work_dir`` gets the loss curve and, every
-    ``checkpoint_every`` steps, a checkpoint; ``resume`` continues from one.
+    ``checkpoint_every`` steps, a checkpoint; ``resume`` continues from one
+    (``auto``: the latest in ``work_dir``, if any; a torchrun restart does so by
+    itself). Under torchrun ``batch_size`` is the global micro-batch, split over
+    the ranks (see :mod:`aigc_engine.distributed`).
     ``threads``: torch threads while training (0 = torch's default); ``seed``:
     weights, data order and dropout (same seed, same weights on CPU).
     ``compile``: ``torch.compile`` the training step's model.
@@ -149,6 +152,8 @@ class TrainConfig(GeneratorConfig):
             raise ConfigError("give a budget: max_steps > 0 or max_seconds > 0")
         if self.checkpoint_every and not self.work_dir:
             raise ConfigError("checkpoint_every needs work_dir (where checkpoints go)")
+        if self.resume == "auto" and not self.work_dir:
+            raise ConfigError("resume=auto needs work_dir (where its checkpoints are found)")
 
     @classmethod
     def training_fields(cls) -> list[str]:

@@ -262,6 +262,9 @@ def test_resume_auto_and_checkpoints_of_another_config(tmp_path: Path) -> None:
     assert resume_path("auto", str(tmp_path)) is None  # nothing yet: start afresh
     with pytest.raises(ConfigError, match="resume=auto needs work_dir"):
         resume_path("auto", "")
+    for gen_name, extra in (("transformer", {**LM["transformer"]}), ("gan", {})):
+        with pytest.raises(ConfigError, match="resume=auto needs work_dir"):
+            Engine(plugins=[gen_name]).create(gen_name, resume="auto", **extra)
     engine.create("transformer", **opts).fit(TEXT)
     assert latest_checkpoint(tmp_path) == tmp_path / "checkpoints" / "step_0000004.safetensors"
     (tmp_path / "checkpoints" / "step_0000009.safetensors").write_bytes(b"torn")  # unreadable

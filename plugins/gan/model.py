@@ -77,7 +77,8 @@ class GanConfig(GeneratorConfig):
     "wall"), whichever comes first; ``seed``; ``threads`` (torch threads
     while training). ``work_dir``: where ``sample_every`` grids, the loss
     curve and ``checkpoint_every`` checkpoints go; ``resume``: a checkpoint to
-    continue from; ``eval_every``: digits metrics in the training log.
+    continue from (``auto``: the latest in ``work_dir``, if any; after a torchrun
+    restart that is the default); ``eval_every``: digits metrics in the training log.
     """
 
     image_size: int = 0
@@ -145,6 +146,8 @@ class GanConfig(GeneratorConfig):
                               f"num_classes={self.num_classes}")
         if (self.sample_every or self.checkpoint_every) and not self.work_dir:
             raise ConfigError("sample_every / checkpoint_every need work_dir")
+        if self.resume == "auto" and not self.work_dir:
+            raise ConfigError("resume=auto needs work_dir (where its checkpoints are found)")
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
