@@ -230,7 +230,8 @@ def train(generator: str, source: str, sets: tuple[str, ...], output: Path,
       torchrun --nproc-per-node N -m aigc_engine train GENERATOR ...
     Rank 0 alone logs, writes checkpoints and the bundle.
     """
-    if nproc_per_node is not None or nnodes is not None:
+    if nproc_per_node is not None or nnodes is not None or rdzv_endpoint is not None \
+            or max_restarts is not None:
         argv = [generator, "--data", source, "-o", str(output)]
         argv += [a for kv in sets for a in ("--set", kv)]
         argv += ["--valid", valid] if valid is not None else []

@@ -277,3 +277,40 @@ def test_resume_auto_and_checkpoints_of_another_config(tmp_path: Path) -> None:
     gan_engine.create("gan", **gan_opts).fit("digits")
     with pytest.raises(ConfigError, match=r"another GAN config: lr_g=0.0002 \(now 0.001\)"):
         gan_engine.create("gan", **{**gan_opts, "lr_g": 1e-3, "resume": "auto"}).fit("digits")
+
+
+def test_cli_shortcut_runs_torchrun_with_the_same_arguments(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    from click.testing import CliRunner
+
+    from aigc_engine import cli as cli_mod
+
+    calls: list[list[str]] = []
+    monkeypatch.setattr(subprocess, "call", lambda cmd: calls.append(cmd) or 0)
+    for var in ("RANK", "TORCHELASTIC_RUN_ID"):
+        monkeypatch.delenv(var, raising=False)
+    runner = CliRunner()
+    res = runner.invoke(cli_mod.cli, ["train", "lstm", "--data", "t.txt", "--set", "seed=2",
+                                      "-o", "out", "--valid", "v.txt", "--json",
+                                      "--nproc-per-node", "3", "--max-restarts", "2"])
+    assert res.exit_code == 0, res.output
+    assert calls == [[sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "3",
+                      "--nnodes", "1", "--standalone", "--max-restarts", "2", "-m",
+                      "aigc_engine", "train", "lstm", "--data", "t.txt", "-o", "out", "--set",
+                      "seed=2", "--valid", "v.txt", "--json"]]
+    res = runner.invoke(cli_mod.cli, ["train", "lstm", "--data", "t.txt", "-o", "out",
+                                      "--nnodes", "2", "--nproc-per-node", "1",
+                                      "--rdzv-endpoint", "10.0.0.1:29400", "--rdzv-id", "j"])
+    assert res.exit_code == 0, res.output
+    assert calls[-1][3:13] == ["--nproc-per-node", "1", "--nnodes", "2", "--rdzv-backend",
+                               "c10d", "--rdzv-endpoint", "10.0.0.1:29400", "--rdzv-id", "j"]
+    res = runner.invoke(cli_mod.cli, ["train", "lstm", "--data", "t.txt", "-o", "out",
+                                      "--nnodes", "2"])
+    assert res.exit_code == 2 and "--nnodes above 1 needs --rdzv-endpoint" in res.output
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "x")
+    res = runner.invoke(cli_mod.cli, ["train", "lstm", "--data", "t.txt", "-o", "out",
+                                      "--nproc-per-node", "2"])
+    assert res.exit_code == 2 and "already running under torchrun" in res.output
+    assert len(calls) == 2
+
