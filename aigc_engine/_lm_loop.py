@@ -13,7 +13,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .distributed import World, join, resume_path
+from .distributed import World, join
 from .errors import ConfigError
 from .progress import Progress
 from .training import (
@@ -23,6 +23,7 @@ from .training import (
     load_checkpoint,
     loss_curve,
     lr_at,
+    resume_path,
     save_checkpoint,
     torch_threads,
 )

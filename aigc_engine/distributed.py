@@ -28,9 +28,9 @@ What a trainer gets from a :class:`World`:
   longer moves are gone) and raises :class:`DistributedError` naming them,
   instead of hanging. Collectives also time out after ``AIGC_DIST_TIMEOUT``
   seconds (default 120).
-- :func:`resume_path`: ``resume="auto"`` (or any restart by ``torchrun
-  --max-restarts``, ``TORCHELASTIC_RESTART_COUNT > 0``) continues from the
-  checkpoint with the highest step in ``work_dir/checkpoints``.
+- :func:`restart_count`: how often ``torchrun --max-restarts`` restarted the
+  group (a restarted group resumes by itself:
+  :func:`aigc_engine.training.resume_path`).
 
 Only rank 0 (:attr:`World.main`) logs, writes checkpoints, curves and bundles.
 """
@@ -43,12 +43,10 @@ import datetime
 import json
 import logging
 import os
-import re
 import signal
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
@@ -60,13 +58,10 @@ from .errors import AigcError, ConfigError, DistributedError
 __all__ = [
     "DistributedError",
     "World",
-    "checkpoint_step",
     "is_main_process",
     "join",
-    "latest_checkpoint",
     "local_device",
     "restart_count",
-    "resume_path",
     "sum_over_ranks",
     "sync_batchnorm",
     "unsync_batchnorm",
@@ -443,54 +438,3 @@ def _share(src: nn.Module, dst: nn.Module) -> None:
     for name, b in src.named_buffers(recurse=False):
         dst.register_buffer(name, b)
     dst.train(src.training)
-
-
-# -- resume ------------------------------------------------------------------------------
-_STEP_FILE = re.compile(r"^(step_\d+|last)\.safetensors$")
-
-
-def checkpoint_step(path: Path) -> int | None:
-    """The step a checkpoint file was written at (None: not a readable checkpoint)."""
-    from safetensors import safe_open
-
-    try:
-        with safe_open(str(path), framework="pt") as fh:
-            md = fh.metadata() or {}
-        if "meta" in md:
-            return int(json.loads(md["meta"])["step"])
-        return int(md["step"])
-    except Exception:
-        return None
-
-
-def latest_checkpoint(work_dir: Path) -> Path | None:
-    """The readable checkpoint in ``work_dir/checkpoints`` with the highest step."""
-    folder = work_dir / "checkpoints"
-    if not folder.is_dir():
-        return None
-    best: tuple[int, int, Path] | None = None
-    for path in folder.iterdir():
-        if not _STEP_FILE.match(path.name):
-            continue
-        step = checkpoint_step(path)
-        if step is None:
-            log.warning("skipping unreadable checkpoint %s", path)
-            continue
-        key = (step, path.name != "last.safetensors", path)  # step_N over last at equal N
-        if best is None or key[:2] > best[:2]:
-            best = key
-    return best[2] if best else None
-
-
-def resume_path(resume: str, work_dir: str) -> Path | None:
-    """What to resume from: ``resume`` (a checkpoint file), or with ``resume="auto"`` or
-    after a torchrun restart the latest checkpoint in ``work_dir`` (None: start afresh)."""
-    if resume and resume != "auto":
-        return Path(resume).expanduser()
-    if resume == "auto" or restart_count() > 0:
-        if not work_dir:
-            if resume == "auto":
-                raise ConfigError("resume=auto needs work_dir (where checkpoints are found)")
-            return None
-        return latest_checkpoint(Path(work_dir).expanduser())
-    return None

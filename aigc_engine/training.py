@@ -13,7 +13,8 @@ aigc_engine`` never loads it.
 - :class:`Budget`: ``max_steps`` and ``max_seconds`` (CPU or wall clock).
 - :func:`save_checkpoint` / :func:`load_checkpoint`: modules, optimisers and
   JSON metadata in one safetensors file, written atomically (temporary sibling,
-  fsync, rename); never pickled.
+  fsync, rename); never pickled. :func:`resume_path`: what ``resume`` (a file,
+  or ``auto``: the latest in ``work_dir``) means, also after a torchrun restart.
 - :func:`loss_curve`: a PNG of logged losses drawn with Pillow.
 - :func:`torch_threads`: a context with the torch thread count set.
 - ``train_lm`` and ``TrainResult``: the language-model loop of the text plugins
@@ -26,8 +27,10 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +41,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import GeneratorConfig
+from .distributed import restart_count
 from .errors import AigcError, ConfigError, ModelFormatError
 from .tokenizers import Tokenizer
 
@@ -46,17 +50,22 @@ __all__ = [
     "TrainConfig",
     "TrainingDivergedError",
     "atomic_save_file",
+    "checkpoint_step",
+    "latest_checkpoint",
     "load_checkpoint",
     "loss_curve",
     "lr_at",
     "optimizer_tensors",
     "restore_optimizer",
+    "resume_path",
     "save_checkpoint",
     "tokenizer_fingerprint",
     "torch_threads",
 ]
 
 CHECKPOINT_FORMAT = "aigc-lm-checkpoint-1"
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDivergedError(AigcError, RuntimeError):
@@ -309,6 +318,56 @@ def load_checkpoint(path: Path, *, modules: Mapping[str, torch.nn.Module],
     for prefix, opt in optimizers.items():
         restore_optimizer(prefix, opt, tensors, groups[prefix])
     return meta, tensors
+
+
+_STEP_FILE = re.compile(r"^(step_\d+|last)\.safetensors$")
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint file was written at (None: not a readable checkpoint)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            md = fh.metadata() or {}
+        if "meta" in md:
+            return int(json.loads(md["meta"])["step"])
+        return int(md["step"])
+    except Exception:
+        return None
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    """The readable checkpoint in ``work_dir/checkpoints`` with the highest step."""
+    folder = work_dir / "checkpoints"
+    if not folder.is_dir():
+        return None
+    best: tuple[int, int, Path] | None = None
+    for path in folder.iterdir():
+        if not _STEP_FILE.match(path.name):
+            continue
+        step = checkpoint_step(path)
+        if step is None:
+            log.warning("skipping unreadable checkpoint %s", path)
+            continue
+        key = (step, path.name != "last.safetensors", path)  # step_N over last at equal N
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return best[2] if best else None
+
+
+def resume_path(resume: str, work_dir: str) -> Path | None:
+    """What to resume from: ``resume`` (a checkpoint file), or with ``resume="auto"`` or
+    after a torchrun restart the latest checkpoint in ``work_dir`` (None: start afresh)."""
+    if resume and resume != "auto":
+        return Path(resume).expanduser()
+    if resume == "auto" or restart_count() > 0:
+        if not work_dir:
+            if resume == "auto":
+                raise ConfigError("resume=auto needs work_dir (where checkpoints are found)")
+            return None
+        return latest_checkpoint(Path(work_dir).expanduser())
+    return None
 
 
 def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:

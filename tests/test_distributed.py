@@ -26,8 +26,9 @@ from safetensors.torch import load_file  # noqa: E402
 import aigc_engine.plugins.lstm as lstm_plugin  # noqa: E402
 import aigc_engine.plugins.transformer as transformer_plugin  # noqa: E402
 from aigc_engine import ConfigError, Engine  # noqa: E402
-from aigc_engine.distributed import World, latest_checkpoint, resume_path  # noqa: E402
+from aigc_engine.distributed import World  # noqa: E402
 from aigc_engine.testing import isolated_engine  # noqa: E402
+from aigc_engine.training import latest_checkpoint, resume_path  # noqa: E402
 
 WORKER = Path(__file__).with_name("dist_worker.py")
 TEXT = ["the quick brown fox jumps over the lazy dog."] * 24 + \

@@ -32,8 +32,8 @@ try:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from aigc_engine.distributed import join, resume_path
-    from aigc_engine.training import Budget, torch_threads
+    from aigc_engine.distributed import join
+    from aigc_engine.training import Budget, resume_path, torch_threads
 except ImportError as exc:  # an operator's server: use the exported gan-onnx bundle instead
     raise MissingDependencyError(
         "the gan generator (training, torch bundles; exported gan-onnx bundles run without it)",
