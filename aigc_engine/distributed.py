@@ -116,7 +116,6 @@ class World:
     backend: str = ""
     _store: Any = dataclasses.field(default=None, repr=False)
     _store_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
-    _beat: threading.Event | None = dataclasses.field(default=None, repr=False)
     _prefix: str = ""
 
     @property
@@ -211,11 +210,11 @@ class World:
             return
         run = os.environ.get("TORCHELASTIC_RUN_ID", "")
         self._prefix = f"aigc/hb/{run}/{restart_count()}/"
-        stop = self._beat = threading.Event()
         key = f"{self._prefix}{self.rank}"
 
-        def beat() -> None:
-            while not stop.wait(_HEARTBEAT_S):
+        def beat() -> None:  # until the process ends (a daemon thread)
+            while True:
+                time.sleep(_HEARTBEAT_S)
                 try:
                     with self._store_lock:
                         self._store.add(key, 1)
