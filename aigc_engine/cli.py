@@ -202,9 +202,45 @@ def datasets(as_json: bool) -> None:
                    "--set valid=DATA).")
 @click.option("--eval-data", default=None, help="Evaluate on this data after training.")
 @click.option("--json", "as_json", is_flag=True, help="Print the metrics as JSON.")
+@click.option("--nproc-per-node", type=click.IntRange(1, 4096), default=None,
+              help="Train on N processes on this machine: runs this command under torchrun "
+                   "(torch.distributed; gloo on CPU, NCCL on CUDA). batch_size stays the "
+                   "global batch.")
+@click.option("--nnodes", default=None, metavar="N|MIN:MAX",
+              help="Machines taking part (torchrun --nnodes); start the same command on each, "
+                   "with the same --rdzv-endpoint.")
+@click.option("--rdzv-endpoint", default=None, metavar="HOST:PORT",
+              help="The rendezvous (torchrun's c10d store) for several machines; "
+                   "default with one machine: a free local port.")
+@click.option("--rdzv-id", default="aigc", show_default=True,
+              help="The job id every machine of one run shares.")
+@click.option("--max-restarts", type=click.IntRange(0, 1000), default=None,
+              help="Restart the group this often when a process fails; training resumes from "
+                   "the last checkpoint in work_dir by itself.")
 def train(generator: str, source: str, sets: tuple[str, ...], output: Path,
-          valid: str | None, eval_data: str | None, as_json: bool) -> None:
-    """Train GENERATOR on --data and save the model bundle to -o."""
+          valid: str | None, eval_data: str | None, as_json: bool, nproc_per_node: int | None,
+          nnodes: str | None, rdzv_endpoint: str | None, rdzv_id: str,
+          max_restarts: int | None) -> None:
+    """Train GENERATOR on --data and save the model bundle to -o.
+
+    \b
+    Several processes or machines: --nproc-per-node N (and --nnodes,
+    --rdzv-endpoint, --max-restarts for several machines) runs the same command
+    under torchrun, the same as
+      torchrun --nproc-per-node N -m aigc_engine train GENERATOR ...
+    Rank 0 alone logs, writes checkpoints and the bundle.
+    """
+    if nproc_per_node is not None or nnodes is not None or rdzv_endpoint is not None \
+            or max_restarts is not None:
+        argv = [generator, "--data", source, "-o", str(output)]
+        argv += [a for kv in sets for a in ("--set", kv)]
+        argv += ["--valid", valid] if valid is not None else []
+        argv += ["--eval-data", eval_data] if eval_data is not None else []
+        argv += ["--json"] if as_json else []
+        sys.exit(_torchrun(argv, nproc_per_node=nproc_per_node or 1, nnodes=nnodes or "1",
+                           rdzv_endpoint=rdzv_endpoint, rdzv_id=rdzv_id,
+                           max_restarts=max_restarts))
+    rank = int(os.environ.get("RANK", "0") or 0)
     engine = get_engine()
     options = _parse_sets(sets)
     if valid is not None:
@@ -214,6 +250,8 @@ def train(generator: str, source: str, sets: tuple[str, ...], output: Path,
     start = time.perf_counter()
     metrics = gen.fit(data, progress=console_progress())
     seconds = time.perf_counter() - start
+    if rank != 0:  # under torchrun rank 0 alone evaluates and writes the bundle
+        return
     if eval_data is not None:
         scores = gen.evaluate(engine.dataset(eval_data, modality=gen.modality))
         gen.metrics.update({f"eval_{k}": v for k, v in scores.items()})
@@ -225,6 +263,33 @@ def train(generator: str, source: str, sets: tuple[str, ...], output: Path,
         click.echo(f"trained {generator}: fit took {seconds:.2f} s wall-clock "
                    f"(data, training, statistics); {_fmt_metrics(metrics)}", err=True)
         click.echo(f"saved {path}", err=True)
+
+
+def _torchrun(argv: list[str], *, nproc_per_node: int, nnodes: str,
+              rdzv_endpoint: str | None, rdzv_id: str, max_restarts: int | None) -> int:
+    """Run ``aigc train ARGV`` under torchrun (this Python's torch); its exit status."""
+    import subprocess
+
+    if "RANK" in os.environ and "TORCHELASTIC_RUN_ID" in os.environ:
+        raise click.UsageError("already running under torchrun: drop --nproc-per-node/--nnodes")
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node",
+           str(nproc_per_node), "--nnodes", nnodes]
+    if rdzv_endpoint is None:
+        if nnodes not in ("1", "1:1"):
+            raise click.UsageError("--nnodes above 1 needs --rdzv-endpoint HOST:PORT (the "
+                                   "same on every machine)")
+        cmd += ["--standalone"]
+    else:
+        cmd += ["--rdzv-backend", "c10d", "--rdzv-endpoint", rdzv_endpoint, "--rdzv-id",
+                rdzv_id]
+    if max_restarts is not None:
+        cmd += ["--max-restarts", str(max_restarts)]
+    cmd += ["-m", "aigc_engine", "train", *argv]
+    click.echo("aigc: running " + " ".join(cmd[1:]), err=True)
+    try:
+        return subprocess.call(cmd)
+    except KeyboardInterrupt:
+        return 130
 
 
 def _image_out(gen: Generator[Any], result: Any, out: Path | None) -> None:

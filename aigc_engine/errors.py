@@ -55,6 +55,11 @@ class UnsupportedOperationError(AigcError, TypeError):
     """The generator does not support this operation (e.g. ONNX export of an n-gram model)."""
 
 
+class DistributedError(AigcError, RuntimeError):
+    """A distributed training run cannot go on: a rank died or became unreachable (the
+    message names it), or the ranks disagree on their data or options."""
+
+
 class CoreError(AigcError, RuntimeError):
     """An error raised by the compiled core on well-formed input it cannot process."""
 
@@ -63,6 +68,7 @@ __all__ = [
     "AigcError",
     "ConfigError",
     "CoreError",
+    "DistributedError",
     "MissingDependencyError",
     "ModelFormatError",
     "PluginError",

@@ -40,6 +40,7 @@ from .bundle import Manifest
 from .config import GeneratorConfig
 from .datasets import TextDataset
 from .decoding import TokenModel, TokenTextGenerator, text_metrics
+from .distributed import join, local_device
 from .errors import ConfigError, ModelFormatError
 from .progress import Progress
 from .tokenizers import Tokenizer, load_tokenizer, train_tokenizer
@@ -186,15 +187,16 @@ class NeuralTextGenerator(TokenTextGenerator):
         self._token_model = None
         train = self._stream(text)
         valid = self._stream(valid_text) if valid_text else None
+        device = local_device(self.device)  # cuda:LOCAL_RANK under torchrun
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(c.seed)
-            self.net = self.build(self.tok.vocab_size).to(self.device)
+            self.net = self.build(self.tok.vocab_size).to(device)
         cpu0, wall0 = time.process_time(), time.perf_counter()
         try:
             res = train_lm(self.net, train, valid, c, window=self.train_window(), name=self.name,
                            fingerprint=tokenizer_fingerprint(self.tok),
                            model_config=self.config.to_dict(), progress=progress,
-                           device=self.device)
+                           device=device)
         except BaseException:
             self.net = None
             raise
@@ -206,7 +208,10 @@ class NeuralTextGenerator(TokenTextGenerator):
             "fit_wall_seconds": round(time.perf_counter() - wall0, 3),
             "fit_cpu_seconds": round(time.process_time() - cpu0, 3),
             "train_tokens": len(train) - 1, "stopped": res.stopped,
-            "vocab_size": self.tok.vocab_size, "training": c.training_dict()}
+            "vocab_size": self.tok.vocab_size, "training": c.training_dict(),
+            "world_size": join(device).size}
+        if res.resumed_from >= 0:
+            self.metrics["resumed_from_step"] = res.resumed_from
         if "train_loss" in last:
             self.metrics["train_loss"] = last["train_loss"]
             self.metrics["tokens_per_s"] = last["tokens_per_s"]

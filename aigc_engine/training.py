@@ -13,7 +13,8 @@ aigc_engine`` never loads it.
 - :class:`Budget`: ``max_steps`` and ``max_seconds`` (CPU or wall clock).
 - :func:`save_checkpoint` / :func:`load_checkpoint`: modules, optimisers and
   JSON metadata in one safetensors file, written atomically (temporary sibling,
-  fsync, rename); never pickled.
+  fsync, rename); never pickled. :func:`resume_path`: what ``resume`` (a file,
+  or ``auto``: the latest in ``work_dir``) means, also after a torchrun restart.
 - :func:`loss_curve`: a PNG of logged losses drawn with Pillow.
 - :func:`torch_threads`: a context with the torch thread count set.
 - ``train_lm`` and ``TrainResult``: the language-model loop of the text plugins
@@ -26,8 +27,10 @@ import contextlib
 import dataclasses
 import hashlib
 import json
+import logging
 import math
 import os
+import re
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
@@ -38,6 +41,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from .config import GeneratorConfig
+from .distributed import restart_count
 from .errors import AigcError, ConfigError, ModelFormatError
 from .tokenizers import Tokenizer
 
@@ -46,17 +50,22 @@ __all__ = [
     "TrainConfig",
     "TrainingDivergedError",
     "atomic_save_file",
+    "checkpoint_step",
+    "latest_checkpoint",
     "load_checkpoint",
     "loss_curve",
     "lr_at",
     "optimizer_tensors",
     "restore_optimizer",
+    "resume_path",
     "save_checkpoint",
     "tokenizer_fingerprint",
     "torch_threads",
 ]
 
 CHECKPOINT_FORMAT = "aigc-lm-checkpoint-1"
+
+log = logging.getLogger(__name__)
 
 
 class TrainingDivergedError(AigcError, RuntimeError):
@@ -89,7 +98,10 @@ class TrainConfig(GeneratorConfig):
     ``valid_fraction`` of the data; ``keep_best`` keeps the weights of the best
     evaluation; ``patience`` stops after that many evaluations without
     improvement (0 = never). Files: ``work_dir`` gets the loss curve and, every
-    ``checkpoint_every`` steps, a checkpoint; ``resume`` continues from one.
+    ``checkpoint_every`` steps, a checkpoint; ``resume`` continues from one
+    (``auto``: the latest in ``work_dir``, if any; a torchrun restart does so by
+    itself). Under torchrun ``batch_size`` is the global micro-batch, split over
+    the ranks (see :mod:`aigc_engine.distributed`).
     ``threads``: torch threads while training (0 = torch's default); ``seed``:
     weights, data order and dropout (same seed, same weights on CPU).
     ``compile``: ``torch.compile`` the training step's model.
@@ -149,6 +161,8 @@ class TrainConfig(GeneratorConfig):
             raise ConfigError("give a budget: max_steps > 0 or max_seconds > 0")
         if self.checkpoint_every and not self.work_dir:
             raise ConfigError("checkpoint_every needs work_dir (where checkpoints go)")
+        if self.resume == "auto" and not self.work_dir:
+            raise ConfigError("resume=auto needs work_dir (where its checkpoints are found)")
 
     @classmethod
     def training_fields(cls) -> list[str]:
@@ -304,6 +318,56 @@ def load_checkpoint(path: Path, *, modules: Mapping[str, torch.nn.Module],
     for prefix, opt in optimizers.items():
         restore_optimizer(prefix, opt, tensors, groups[prefix])
     return meta, tensors
+
+
+_STEP_FILE = re.compile(r"^(step_\d+|last)\.safetensors$")
+
+
+def checkpoint_step(path: Path) -> int | None:
+    """The step a checkpoint file was written at (None: not a readable checkpoint)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            md = fh.metadata() or {}
+        if "meta" in md:
+            return int(json.loads(md["meta"])["step"])
+        return int(md["step"])
+    except Exception:
+        return None
+
+
+def latest_checkpoint(work_dir: Path) -> Path | None:
+    """The readable checkpoint in ``work_dir/checkpoints`` with the highest step."""
+    folder = work_dir / "checkpoints"
+    if not folder.is_dir():
+        return None
+    best: tuple[int, int, Path] | None = None
+    for path in folder.iterdir():
+        if not _STEP_FILE.match(path.name):
+            continue
+        step = checkpoint_step(path)
+        if step is None:
+            log.warning("skipping unreadable checkpoint %s", path)
+            continue
+        key = (step, path.name != "last.safetensors", path)  # step_N over last at equal N
+        if best is None or key[:2] > best[:2]:
+            best = key
+    return best[2] if best else None
+
+
+def resume_path(resume: str, work_dir: str) -> Path | None:
+    """What to resume from: ``resume`` (a checkpoint file), or with ``resume="auto"`` or
+    after a torchrun restart the latest checkpoint in ``work_dir`` (None: start afresh)."""
+    if resume and resume != "auto":
+        return Path(resume).expanduser()
+    if resume == "auto" or restart_count() > 0:
+        if not work_dir:
+            if resume == "auto":
+                raise ConfigError("resume=auto needs work_dir (where checkpoints are found)")
+            return None
+        return latest_checkpoint(Path(work_dir).expanduser())
+    return None
 
 
 def tokenizer_fingerprint(tokenizer: Tokenizer) -> str:

@@ -32,7 +32,8 @@ try:
     import torch
     from safetensors.torch import load_file, save_file
 
-    from aigc_engine.training import Budget, torch_threads
+    from aigc_engine.distributed import join
+    from aigc_engine.training import Budget, resume_path, torch_threads
 except ImportError as exc:  # an operator's server: use the exported gan-onnx bundle instead
     raise MissingDependencyError(
         "the gan generator (training, torch bundles; exported gan-onnx bundles run without it)",
@@ -47,6 +48,10 @@ from .nets import SIZES, DCGANDiscriminator, DCGANGenerator, dcgan_init
 from .train import Trainer, run
 
 log = logging.getLogger(__name__)
+
+#: Options that do not change what a run computes (a checkpoint may be resumed with others).
+_NOT_RUN_OPTIONS = ("steps", "max_seconds", "clock", "threads", "log_every", "sample_every",
+                    "checkpoint_every", "eval_every", "work_dir", "resume", "bn_batches")
 
 G_FILE = "generator.safetensors"
 D_FILE = "discriminator.safetensors"
@@ -72,7 +77,8 @@ class GanConfig(GeneratorConfig):
     "wall"), whichever comes first; ``seed``; ``threads`` (torch threads
     while training). ``work_dir``: where ``sample_every`` grids, the loss
     curve and ``checkpoint_every`` checkpoints go; ``resume``: a checkpoint to
-    continue from; ``eval_every``: digits metrics in the training log.
+    continue from (``auto``: the latest in ``work_dir``, if any; after a torchrun
+    restart that is the default); ``eval_every``: digits metrics in the training log.
     """
 
     image_size: int = 0
@@ -140,6 +146,8 @@ class GanConfig(GeneratorConfig):
                               f"num_classes={self.num_classes}")
         if (self.sample_every or self.checkpoint_every) and not self.work_dir:
             raise ConfigError("sample_every / checkpoint_every need work_dir")
+        if self.resume == "auto" and not self.work_dir:
+            raise ConfigError("resume=auto needs work_dir (where its checkpoints are found)")
 
 
 def _read_weights(path: Path) -> dict[str, torch.Tensor]:
@@ -219,8 +227,12 @@ class GanGenerator(ImageGenerator):
 
     # -- training -----------------------------------------------------------------
     def fit(self, data: Any, *, progress: Progress | None = None) -> dict[str, Any]:
-        """Train on ``data``: a dataset name (``digits``), an image folder or an ImageDataset."""
-        progress = progress or Progress()
+        """Train on ``data``: a dataset name (``digits``), an image folder or an ImageDataset.
+
+        Under torchrun each rank trains on its rows of every batch (see ``train.py``);
+        rank 0 alone reports progress and writes samples and checkpoints."""
+        world = join("cpu")
+        progress = (progress or Progress()) if world.main else Progress()
         ds = self._images(data, progress)
         c = self.cfg
         if c.conditional:
@@ -241,28 +253,38 @@ class GanGenerator(ImageGenerator):
         if batch_size < c.batch_size:
             progress.log(f"{ds.name}: {len(ds)} images, fewer than batch_size={c.batch_size}; "
                          f"training with batches of {batch_size}")
+        run_config = {k: v for k, v in c.to_dict().items() if k not in _NOT_RUN_OPTIONS}
+        run_config["batch_size"] = batch_size
+        world.same("GAN config and data", [run_config, list(x.shape)])
         trainer = Trainer(g=self.g, d=self.d, x=x.contiguous(), y=y, loss=c.loss,
                           batch_size=batch_size, seed=c.seed, lr_g=c.lr_g, lr_d=c.lr_d,
-                          betas=(c.beta1, c.beta2), ema=c.ema)
+                          betas=(c.beta1, c.beta2), ema=c.ema, world=world,
+                          run_config=json.loads(json.dumps(run_config)))
         if trainer.g_ema is not None:
             self.g = trainer.g_ema  # what samples, metrics, save and export use
-        if c.resume:
-            trainer.load_checkpoint(Path(c.resume))
-            progress.log(f"resumed from {c.resume} at step {trainer.state.step}")
-        work = Path(c.work_dir) if c.work_dir else None
+        resume = resume_path(c.resume, c.work_dir)
+        resumed_from = -1
+        if resume is not None:
+            trainer.load_checkpoint(resume)
+            resumed_from = trainer.state.step
+            progress.log(f"resumed from {resume} at step {trainer.state.step}")
+        work = Path(c.work_dir) if c.work_dir and world.main else None
         every: list[tuple[int, Callable[[Trainer], dict[str, float] | None]]] = []
         if work is not None and c.sample_every:
             every.append((c.sample_every, lambda t: self._sample_grid(
                 work / "samples" / f"step_{t.state.step:07d}.png")))
         if work is not None and c.checkpoint_every:
             every.append((c.checkpoint_every, lambda t: self._checkpoint(t, work, progress)))
-        if c.eval_every and self._is_digits(ds):
+        if c.eval_every and self._is_digits(ds) and world.main:
             every.append((c.eval_every, lambda t: self._quick_metrics()))
         budget = Budget(max_steps=c.steps or 2**62, max_seconds=c.max_seconds, clock=c.clock)
         cpu0 = time.process_time()
-        with torch_threads(c.threads):
-            state = run(trainer, budget=budget, progress=progress, log_every=c.log_every,
-                        every=every)
+        try:
+            with torch_threads(c.threads):
+                state = run(trainer, budget=budget, progress=progress, log_every=c.log_every,
+                            every=every)
+        finally:
+            trainer.finish()
         if c.ema > 0 and c.bn_batches > 0:
             self._recalibrate_bn()
         self.g.eval()
@@ -277,7 +299,9 @@ class GanGenerator(ImageGenerator):
         self.metrics = {"steps": state.step, "train_seconds": state.train_seconds,
                         "train_clock": c.clock, "batch_size": batch_size,
                         "fit_cpu_seconds": time.process_time() - cpu0, "images": len(ds),
-                        "dataset": ds.name}
+                        "dataset": ds.name, "world_size": world.size}
+        if resumed_from >= 0:
+            self.metrics["resumed_from_step"] = resumed_from
         if self.history:
             last = self.history[-1]
             self.metrics.update({k: last[k] for k in ("d_loss", "g_loss", "images_per_s")

@@ -4,6 +4,11 @@ Reproducible on CPU: weights are initialised under ``seed``, the data order of
 step ``s`` is a function of ``(seed, s)`` only, and latents come from a seeded
 ``torch.Generator`` whose state is checkpointed, so a resumed run continues
 exactly as an uninterrupted one would (with the same thread count).
+
+Under torchrun (:mod:`aigc_engine.distributed`) every rank draws the global
+batch's indices and latents (so every noise generator stays in step) and keeps
+its rows of them; G and D run in DistributedDataParallel with BatchNorm over
+the global batch, so W ranks train as one process at the same ``batch_size``.
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file
 
+from aigc_engine.distributed import World, sync_batchnorm, unsync_batchnorm
 from aigc_engine.plugin_api import ConfigError, ModelFormatError, Progress
 from aigc_engine.training import Budget, atomic_save_file, optimizer_tensors, restore_optimizer
 
@@ -54,19 +60,31 @@ class Trainer:
     betas: tuple[float, float]
     ema: float = 0.0
     state: TrainState = field(default_factory=TrainState)
+    world: World = field(default_factory=World)
+    run_config: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.batch_size > self.x.shape[0]:
             raise ConfigError(f"batch_size={self.batch_size} is larger than the dataset "
                               f"({self.x.shape[0]} images)")
+        self.shard = self.world.rows(self.batch_size) if self.world.distributed else None
         self.opt_g = torch.optim.Adam(self.g.parameters(), lr=self.lr_g, betas=self.betas)
         self.opt_d = torch.optim.Adam(self.d.parameters(), lr=self.lr_d, betas=self.betas)
         self.noise = torch.Generator().manual_seed(self.seed)
         self.g_ema: DCGANGenerator | None = None
-        if self.ema > 0:
+        if self.ema > 0:  # a copy with plain BatchNorm (it is never trained)
             self.g_ema = copy.deepcopy(self.g).eval()
             self.g_ema.requires_grad_(False)
         self._perm: tuple[int, np.ndarray[Any, Any]] | None = None
+        # What the steps call: the networks in DDP with global-batch BatchNorm (in one
+        # process, the networks themselves).
+        self.g_step = self.world.wrap(sync_batchnorm(self.g, self.world))
+        self.d_step = self.world.wrap(sync_batchnorm(self.d, self.world))
+
+    def finish(self) -> None:
+        """After training: plain BatchNorm layers again (for sampling, saving, export)."""
+        unsync_batchnorm(self.g)
+        unsync_batchnorm(self.d)
 
     def batch_index(self, step: int) -> torch.Tensor:
         """Indices of step ``step``'s real batch: epoch ``e`` is a Philox(seed, e) permutation."""
@@ -81,17 +99,20 @@ class Trainer:
     def step(self) -> tuple[float, float]:
         """One discriminator and one generator update; returns (d_loss, g_loss)."""
         idx = self.batch_index(self.state.step)
+        z = torch.randn(len(idx), self.g.latent_dim, generator=self.noise)
+        if self.shard is not None:  # this rank's rows of the global batch
+            idx, z = idx[self.shard], z[self.shard]
         real = self.x[idx]
         label = self.y[idx] if self.y is not None else None
-        z = torch.randn(len(idx), self.g.latent_dim, generator=self.noise)
-        fake = self.g(z, label)
-        loss_d = d_loss(self.loss, self.d(real, label), self.d(fake.detach(), label))
+        fake = self.g_step(z, label)
+        loss_d = d_loss(self.loss, self.d_step(real, label), self.d_step(fake.detach(), label))
         self.opt_d.zero_grad(set_to_none=True)
         loss_d.backward()  # type: ignore[no-untyped-call]
         self.opt_d.step()
-        loss_g = g_loss(self.loss, self.d(fake, label))
-        self.opt_g.zero_grad(set_to_none=True)
-        loss_g.backward()  # type: ignore[no-untyped-call]
+        with self.world.no_sync(self.d_step, True):  # D's gradients here are discarded
+            loss_g = g_loss(self.loss, self.d_step(fake, label))
+            self.opt_g.zero_grad(set_to_none=True)
+            loss_g.backward()  # type: ignore[no-untyped-call]
         self.opt_g.step()
         self.state.step += 1
         if self.g_ema is not None:
@@ -129,7 +150,8 @@ class Trainer:
         tensors["rng.noise"] = self.noise.get_state()
         meta = {"step": str(self.state.step), "train_seconds": repr(self.state.train_seconds),
                 "history": json.dumps(self.state.history), "param_groups": json.dumps(groups),
-                "format": "aigc-gan-checkpoint-1"}
+                "format": "aigc-gan-checkpoint-1", "config": json.dumps(self.run_config),
+                "world_size": str(self.world.size)}
         return atomic_save_file(tensors, path, meta)
 
     def load_checkpoint(self, path: Path) -> None:
@@ -142,6 +164,13 @@ class Trainer:
             meta = fh.metadata() or {}
         if meta.get("format") != "aigc-gan-checkpoint-1":
             raise ModelFormatError(f"{str(path)!r} is not a GAN checkpoint")
+        saved = json.loads(meta.get("config", "{}"))
+        if saved and self.run_config and saved != self.run_config:
+            diff = ", ".join(f"{k}={saved.get(k)!r} (now {v!r})"
+                             for k, v in self.run_config.items() if saved.get(k) != v)
+            raise ConfigError(
+                f"checkpoint {str(path)!r} comes from another GAN config: {diff}; resume with "
+                "the options it was trained with, or start afresh without resume")
         tensors = load_file(str(path))
         try:
             for prefix, module in self.modules():
@@ -165,9 +194,12 @@ def run(trainer: Trainer, *, budget: Budget, progress: Progress, log_every: int,
 
     ``every`` holds (period, callback) pairs run after each period-th step
     (samples, checkpoints, metrics); their time does not count against the
-    budget. Callbacks may return metrics to add to the history.
+    budget. Callbacks may return metrics to add to the history. Distributed, the
+    callers give callbacks to rank 0 only; the logged losses are the global batch's
+    on every rank, and a time budget ends every rank at the same step.
     """
     state = trainer.state
+    world = trainer.world
     steps, max_seconds = budget.max_steps, budget.max_seconds
     trainer.g.train()
     trainer.d.train()
@@ -176,18 +208,22 @@ def run(trainer: Trainer, *, budget: Budget, progress: Progress, log_every: int,
     wall0 = time.perf_counter()
     seg_step0 = state.step
     budget_hit = False
-    with progress.task("training gan", total=steps, unit="step") as task:
+    with world.guard(), progress.task("training gan", total=steps, unit="step") as task:
         task.advance(state.step)
         while state.step < steps:
             t0 = budget.now()
             ld, lg = trainer.step()
-            state.train_seconds += budget.now() - t0
+            elapsed = budget.now() - t0
+            if world.distributed and max_seconds:  # every rank stops at the same step
+                elapsed = world.mean([elapsed])[0]
+            state.train_seconds += elapsed
             sums[0] += ld
             sums[1] += lg
             count += 1
             task.advance(1)
             s = state.step
             if log_every and (s % log_every == 0 or s == steps):
+                sums = world.mean(sums)  # the global batch's losses
                 rate = (s - seg_step0) * trainer.batch_size / max(time.perf_counter() - wall0,
                                                                  1e-9)
                 entry = {"step": float(s), "d_loss": sums[0] / count, "g_loss": sums[1] / count,
