@@ -131,8 +131,8 @@ def open_session(path: Path | bytes, cfg: OnnxTextConfig) -> Any:
     return sess
 
 
-#: Cache slots are allocated in multiples of this (a batch's cache grows by a copy
-#: once every ``_SLOTS`` steps, not at every step).
+#: Cache slots are allocated in multiples of this; a full cache doubles (up to the
+#: window), so a decode copies its cache a few times, not at every step.
 _SLOTS = 32
 
 
@@ -148,6 +148,10 @@ class _DecoderState:
         self.mask = mask
         self.lens = lens
         self.ids = ids
+        #: an onnxruntime IOBinding of ``past`` and of a logits buffer (shared_cache
+        #: graphs), made at the first step; a new state (new buffers) starts without.
+        self.binding: Any = None
+        self.logits: np.ndarray = np.empty(0, dtype=np.float32)
 
     def resized(self, slots: int) -> _DecoderState:
         """The same rows with ``slots`` cache slots (at least the longest row's)."""
@@ -225,6 +229,11 @@ class OnnxDecoderModel(TokenModel):
         last = np.ascontiguousarray(logits[np.arange(len(rows)), lens - 1])
         return last, st.resized(_slots_for(int(lens.max()) + 1))
 
+    def _grown(self, slots: int) -> int:
+        """The slot count after ``slots`` (all used): doubled, at most the window's."""
+        c = self.cfg.context
+        return max(slots + _SLOTS, min(2 * slots, _slots_for(c))) if c else 2 * slots
+
     def _start(self, prompt: Sequence[int]) -> list[int]:
         row = [self.cfg.start_id, *(int(t) for t in prompt)]
         c = self.cfg
@@ -268,7 +277,7 @@ class OnnxDecoderModel(TokenModel):
         # The new keys/values (the graph appends them after the slots) go to each
         # row's next free slot, in place.
         if int(st.lens.max()) + 1 > slots:
-            st = st.resized(slots + _SLOTS)
+            st = st.resized(self._grown(slots))
         rows = np.arange(b)
         for cache, new in zip(st.past, present, strict=True):
             cache[rows, :, st.lens] = new[:, :, slots]
@@ -280,26 +289,32 @@ class OnnxDecoderModel(TokenModel):
                        ) -> tuple[np.ndarray, _DecoderState]:
         """A step of a ``shared_cache`` graph: each cache buffer is bound as both its
         ``past`` input and its ``present`` output; the op writes row ``b``'s new
-        keys/values into slot ``lens[b]``."""
+        keys/values into slot ``lens[b]``. The binding lives as long as the buffers
+        (a state's are replaced, never reallocated in place), so a step rebinds only
+        its three small inputs."""
         b = len(tokens)
         if int(st.lens.max()) + 1 > st.mask.shape[1]:
-            st = st.resized(st.mask.shape[1] + _SLOTS)
+            st = st.resized(self._grown(st.mask.shape[1]))
+        io = st.binding
+        if io is None:
+            io = st.binding = self.sess.io_binding()
+            st.logits = np.empty((b, 1, self.cfg.vocab_size), dtype=np.float32)
+            io.bind_output(self._out[0], "cpu", 0, np.float32, st.logits.shape,
+                           st.logits.ctypes.data)
+            for past, present, cache in zip(self._past_names, self._out[1:], st.past,
+                                            strict=True):
+                io.bind_input(past, "cpu", 0, np.float32, cache.shape, cache.ctypes.data)
+                io.bind_output(present, "cpu", 0, np.float32, cache.shape, cache.ctypes.data)
         width = int(st.lens.max()) + 1
-        io = self.sess.io_binding()
         io.bind_cpu_input("input_ids", np.ascontiguousarray(tokens, dtype=np.int64).reshape(b, 1))
         io.bind_cpu_input("attention_mask",
                           (np.arange(width)[None, :] <= st.lens[:, None]).astype(np.int64))
         io.bind_cpu_input("position_ids", np.ascontiguousarray(st.lens.reshape(b, 1)))
-        io.bind_output(self._out[0])  # logits: the first of get_outputs()
-        for past, present, cache in zip(self._past_names, self._out[1:], st.past, strict=True):
-            io.bind_input(past, "cpu", 0, np.float32, cache.shape, cache.ctypes.data)
-            io.bind_output(present, "cpu", 0, np.float32, cache.shape, cache.ctypes.data)
         self.sess.run_with_iobinding(io)
-        logits = io.get_outputs()[0].numpy()
         rows = np.arange(b)
         st.mask[rows, st.lens] = 1
         st.lens = st.lens + 1
-        return np.ascontiguousarray(logits[:, -1]), st
+        return st.logits[:, -1].copy(), st
 
     def select(self, state: Any, rows: np.ndarray) -> Any:
         st: _DecoderState = state
