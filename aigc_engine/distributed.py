@@ -37,6 +37,7 @@ Only rank 0 (:attr:`World.main`) logs, writes checkpoints, curves and bundles.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import datetime
@@ -117,6 +118,8 @@ class World:
     _store: Any = dataclasses.field(default=None, repr=False)
     _store_lock: threading.Lock = dataclasses.field(default_factory=threading.Lock, repr=False)
     _prefix: str = ""
+    _stop: threading.Event = dataclasses.field(default_factory=threading.Event, repr=False)
+    _beat: threading.Thread | None = dataclasses.field(default=None, repr=False)
 
     @property
     def distributed(self) -> bool:
@@ -212,9 +215,8 @@ class World:
         self._prefix = f"aigc/hb/{run}/{restart_count()}/"
         key = f"{self._prefix}{self.rank}"
 
-        def beat() -> None:  # until the process ends (a daemon thread)
-            while True:
-                time.sleep(_HEARTBEAT_S)
+        def beat() -> None:  # until leave() (at exit) or the store fails
+            while not self._stop.wait(_HEARTBEAT_S):
                 try:
                     with self._store_lock:
                         self._store.add(key, 1)
@@ -222,7 +224,18 @@ class World:
                     return
 
         self._bump(key)
-        threading.Thread(target=beat, name="aigc-heartbeat", daemon=True).start()
+        self._beat = threading.Thread(target=beat, name="aigc-heartbeat", daemon=True)
+        self._beat.start()
+
+    def leave(self) -> None:
+        """Stop the heartbeat and close the store (registered at exit by :func:`join`:
+        a store or process group still alive while the interpreter shuts down can
+        abort the process, "terminate called without an active exception")."""
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join(timeout=2 * _HEARTBEAT_S)
+        with self._store_lock:
+            self._store = None
 
     def _bump(self, key: str, amount: int = 1) -> int:
         with self._store_lock:
@@ -337,7 +350,16 @@ def join(device: torch.device | str = "cpu") -> World:
                   local_rank=_env_int("LOCAL_RANK", 0), backend=dist.get_backend())
     world._start_heartbeat()
     _WORLD = world
+    atexit.register(_leave, world)
     return world
+
+
+def _leave(world: World) -> None:
+    """At exit: the heartbeat stopped, then the process group destroyed (gloo needs
+    no peer for that, so a run whose peer died still exits)."""
+    world.leave()
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 # -- BatchNorm over the global batch -----------------------------------------------------
