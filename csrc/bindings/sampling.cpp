@@ -271,6 +271,13 @@ void register_sampling(pybind11::module_& m) {
       },
       py::arg("counter"), py::arg("key"), "One Philox4x32-10 block (known-answer tests).");
 
+  m.def(
+      "sampling_simd", []() { return std::string(sampling::simd_level()); },
+      "The instruction set of the sampler's CPU kernels in use (avx512, avx2, sse2 or generic); "
+      "set AIGC_SAMPLING_SIMD before the first draw to pick a narrower one.");
+  m.def("sampling_simd_levels", &sampling::simd_levels,
+        "Every instruction set the sampler was built for, best first, as (name, runs here).");
+
   m.def("scratch_bytes", &sampling::scratch_bytes, py::arg("n"),
         "Bytes of scratch space sample_row needs for a row of n scores.");
 }

@@ -6,6 +6,9 @@
 // sampling work implements it; signatures here are fixed, additions are fine.
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
 
 namespace aigc::sampling {
 
@@ -106,6 +109,15 @@ void penalize_counts(float* row, std::int64_t n, const std::int32_t* ids, std::i
 
 // The uniform number in [0, 1) a draw with this key uses (for tests).
 double draw_uniform_of(const DrawKey& key);
+
+// The instruction set of the CPU kernels in use: "avx512", "avx2", "sse2"
+// (x86-64) or "generic". Chosen once per process: the best one the CPU runs,
+// or the one the environment variable AIGC_SAMPLING_SIMD names if it runs
+// here. Every level gives the same bits.
+const char* simd_level();
+
+// Every level compiled in, best first, with whether this CPU runs it.
+std::vector<std::pair<std::string, bool>> simd_levels();
 
 // The raw Philox4x32-10 block for a counter and key (known-answer tests).
 void philox4x32_10_block(const std::uint32_t counter[4], const std::uint32_t key[2],

@@ -1,0 +1,166 @@
+#pragma once
+// The vector layer of the CPU sampler: GCC/Clang vector extensions of 8
+// lanes (8 floats, 8 int32 or 4 doubles), the lane-wise exp2 of the weights,
+// lane masks and the compaction table. Every helper is always_inline, so it
+// is compiled with the instruction set of the kernel that inlines it: the
+// kernels (the *.inc files) are compiled once per instruction set by
+// simd_levels.cpp, and the arithmetic of a lane is the same operations in the
+// same order in each (no FMA: the sampler is built with -ffp-contract=off),
+// so SSE2, AVX2 and AVX-512 code give the same bits as the scalar functions
+// of row_common.hpp, and a draw does not depend on the machine.
+#include <cstdint>
+#include <cstring>
+
+#if defined(__x86_64__) || defined(__SSE__)
+#include <xmmintrin.h>
+#endif
+
+#include "sampling/row_common.hpp"
+
+namespace aigc::sampling {
+
+// The helpers pass 32-byte vectors between inlined functions only, so GCC's
+// note about the AVX calling convention is moot.
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic ignored "-Wpsabi"
+#endif
+#define AIGC_VEC static inline __attribute__((always_inline))
+typedef float VF __attribute__((vector_size(32)));
+typedef std::int32_t VI __attribute__((vector_size(32)));
+typedef double VD __attribute__((vector_size(32)));
+constexpr int kW = 8;
+
+AIGC_VEC VF load(const float* p) {
+  VF v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+AIGC_VEC void store(float* p, const VF& v) { std::memcpy(p, &v, sizeof v); }
+AIGC_VEC float hmax(const VF& v) {
+  float m = v[0];
+  for (int l = 1; l < kW; ++l) m = v[l] > m ? v[l] : m;
+  return m;
+}
+// Adds the 8 lanes of v, as doubles, to the 4 lanes of d (lanes l and l + 4
+// of v go to lane l).
+AIGC_VEC void add_to(VD& d, const VF& v) {
+  d += __builtin_convertvector(__builtin_shufflevector(v, v, 0, 1, 2, 3), VD);
+  d += __builtin_convertvector(__builtin_shufflevector(v, v, 4, 5, 6, 7), VD);
+}
+AIGC_VEC double hsum_d(const VD& d) { return (d[0] + d[1]) + (d[2] + d[3]); }
+AIGC_VEC float hmin(const VF& v) {
+  float m = v[0];
+  for (int l = 1; l < kW; ++l) m = v[l] < m ? v[l] : m;
+  return m;
+}
+AIGC_VEC float hsum(const VF& v) {
+  float s = 0.0f;
+  for (int l = 0; l < kW; ++l) s += v[l];
+  return s;
+}
+// Bit l set when lane l of the mask is set (lanes are 0 or -1).
+AIGC_VEC unsigned lane_mask(const VI& m) {
+#if defined(__x86_64__) || defined(__SSE__)
+  __m128 lo, hi;
+  std::memcpy(&lo, &m, sizeof lo);
+  std::memcpy(&hi, reinterpret_cast<const char*>(&m) + sizeof lo, sizeof hi);
+  return static_cast<unsigned>(_mm_movemask_ps(lo)) | (static_cast<unsigned>(_mm_movemask_ps(hi)) << 4);
+#else
+  unsigned r = 0;
+  for (int l = 0; l < kW; ++l) r |= static_cast<unsigned>(m[l] != 0) << l;
+  return r;
+#endif
+}
+AIGC_VEC bool any(const VI& m) { return lane_mask(m) != 0; }
+AIGC_VEC VF splat(float f) { return VF{f, f, f, f, f, f, f, f}; }
+AIGC_VEC VI splati(std::int32_t i) { return VI{i, i, i, i, i, i, i, i}; }
+
+// exp2_weight of row_common.hpp, 8 lanes, same operations in the same order.
+AIGC_VEC VF exp2_weight_v(const VF& t_in) {
+  const VF lo = splat(kMinLog2Weight);
+  const VF t = t_in > lo ? t_in : lo;
+  const VF shifted = t + splat(kRoundMagic);
+  const VF n = shifted - splat(kRoundMagic);
+  const VF f = t - n;
+  VF p = splat(kC5);
+  p = p * f + splat(kC4);
+  p = p * f + splat(kC3);
+  p = p * f + splat(kC2);
+  p = p * f + splat(kC1);
+  p = p * f + splat(1.0f);
+  const VI e = ((VI)shifted - splati(static_cast<std::int32_t>(kRoundMagicBits - 127u))) << 23;
+  return p * (VF)e;
+}
+
+// 16-lane vectors, for the levels whose kernels compute lane-wise results
+// (weights, comparisons) two 8-lane vectors at a time (kWide in
+// simd_levels.cpp); their sums are still taken 8 lanes at a time, in the
+// 8-lane order (lo8 then hi8), so the bits do not change.
+typedef float VF16 __attribute__((vector_size(64)));
+typedef std::int32_t VI16 __attribute__((vector_size(64)));
+
+AIGC_VEC VF16 load16(const float* p) {
+  VF16 v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+AIGC_VEC void store16(float* p, const VF16& v) { std::memcpy(p, &v, sizeof v); }
+AIGC_VEC VF16 splat16(float f) { return VF16{f, f, f, f, f, f, f, f, f, f, f, f, f, f, f, f}; }
+AIGC_VEC VI16 splati16(std::int32_t i) {
+  return VI16{i, i, i, i, i, i, i, i, i, i, i, i, i, i, i, i};
+}
+AIGC_VEC VF lo8(const VF16& v) { return __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7); }
+AIGC_VEC VF hi8(const VF16& v) {
+  return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+AIGC_VEC VI lo8(const VI16& v) { return __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7); }
+AIGC_VEC VI hi8(const VI16& v) {
+  return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
+}
+
+// exp2_weight_v on 16 lanes: the same operations in the same order.
+AIGC_VEC VF16 exp2_weight_v16(const VF16& t_in) {
+  const VF16 lo = splat16(kMinLog2Weight);
+  const VF16 t = t_in > lo ? t_in : lo;
+  const VF16 shifted = t + splat16(kRoundMagic);
+  const VF16 n = shifted - splat16(kRoundMagic);
+  const VF16 f = t - n;
+  VF16 p = splat16(kC5);
+  p = p * f + splat16(kC4);
+  p = p * f + splat16(kC3);
+  p = p * f + splat16(kC2);
+  p = p * f + splat16(kC1);
+  p = p * f + splat16(1.0f);
+  const VI16 e = ((VI16)shifted - splati16(static_cast<std::int32_t>(kRoundMagicBits - 127u))) << 23;
+  return p * (VF16)e;
+}
+
+// Lane indices that move the set lanes of an 8-bit mask to the front, in
+// order (a stream compaction by one permutation per vector).
+struct CompressTable {
+  alignas(32) std::int32_t perm[256][kW];
+  constexpr CompressTable() : perm() {
+    for (int m = 0; m < 256; ++m) {
+      int k = 0;
+      for (int l = 0; l < kW; ++l)
+        if (m & (1 << l)) perm[m][k++] = l;
+      for (; k < kW; ++k) perm[m][k] = 0;
+    }
+  }
+};
+inline constexpr CompressTable kCompress;
+
+// Appends the lanes of v set in mask (bit l = lane l) to out + k, in order,
+// and returns the new count. It stores all 8 lanes whatever the mask (no
+// branch to mispredict), so out + k needs room for 8 floats; the callers
+// compact in place or into a buffer as long as their input, where the store
+// at out + k, k <= their index, stays within it.
+AIGC_VEC std::int64_t compact_store(float* out, std::int64_t k, const VF& v, unsigned mask) {
+  VI perm;
+  std::memcpy(&perm, kCompress.perm[mask], sizeof perm);
+  store(out + k, __builtin_shuffle(v, perm));
+  return k + __builtin_popcount(mask);
+}
+
+}  // namespace aigc::sampling
