@@ -72,13 +72,33 @@ AIGC_VEC unsigned lane_mask(const VI& m) {
 #endif
 }
 AIGC_VEC bool any(const VI& m) { return lane_mask(m) != 0; }
-AIGC_VEC VF splat(float f) { return VF{f, f, f, f, f, f, f, f}; }
-AIGC_VEC VI splati(std::int32_t i) { return VI{i, i, i, i, i, i, i, i}; }
+// Broadcasts by a shuffle: GCC 12 builds a vector written {f, f, ...} lane by
+// lane where it is inlined, inside loops too; a shuffle is one vbroadcastss.
+AIGC_VEC VF splat(float f) {
+  const VF v = {f};
+  return __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0);
+}
+AIGC_VEC VI splati(std::int32_t i) {
+  const VI v = {i};
+  return __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0);
+}
+
+// a > b ? a : b (vmax) and a < b ? a : b (vmin) lane by lane, by bit
+// operations: GCC lowers a ?: of 8-lane vectors lane by lane (scalar code)
+// for SSE2. The same values, NaN lanes included.
+AIGC_VEC VF vmax(const VF& a, const VF& b) {
+  const VI m = a > b;
+  return (VF)(((VI)a & m) | ((VI)b & ~m));
+}
+AIGC_VEC VF vmin(const VF& a, const VF& b) {
+  const VI m = a < b;
+  return (VF)(((VI)a & m) | ((VI)b & ~m));
+}
 
 // exp2_weight of row_common.hpp, 8 lanes, same operations in the same order.
 AIGC_VEC VF exp2_weight_v(const VF& t_in) {
   const VF lo = splat(kMinLog2Weight);
-  const VF t = t_in > lo ? t_in : lo;
+  const VF t = vmax(t_in, lo);
   const VF shifted = t + splat(kRoundMagic);
   const VF n = shifted - splat(kRoundMagic);
   const VF f = t - n;
@@ -105,9 +125,13 @@ AIGC_VEC VF16 load16(const float* p) {
   return v;
 }
 AIGC_VEC void store16(float* p, const VF16& v) { std::memcpy(p, &v, sizeof v); }
-AIGC_VEC VF16 splat16(float f) { return VF16{f, f, f, f, f, f, f, f, f, f, f, f, f, f, f, f}; }
+AIGC_VEC VF16 splat16(float f) {
+  const VF16 v = {f};
+  return __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
+}
 AIGC_VEC VI16 splati16(std::int32_t i) {
-  return VI16{i, i, i, i, i, i, i, i, i, i, i, i, i, i, i, i};
+  const VI16 v = {i};
+  return __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 }
 AIGC_VEC VF lo8(const VF16& v) { return __builtin_shufflevector(v, v, 0, 1, 2, 3, 4, 5, 6, 7); }
 AIGC_VEC VF hi8(const VF16& v) {
@@ -119,10 +143,15 @@ AIGC_VEC VI hi8(const VI16& v) {
   return __builtin_shufflevector(v, v, 8, 9, 10, 11, 12, 13, 14, 15);
 }
 
+AIGC_VEC VF16 vmax(const VF16& a, const VF16& b) {
+  const VI16 m = a > b;
+  return (VF16)(((VI16)a & m) | ((VI16)b & ~m));
+}
+
 // exp2_weight_v on 16 lanes: the same operations in the same order.
 AIGC_VEC VF16 exp2_weight_v16(const VF16& t_in) {
   const VF16 lo = splat16(kMinLog2Weight);
-  const VF16 t = t_in > lo ? t_in : lo;
+  const VF16 t = vmax(t_in, lo);
   const VF16 shifted = t + splat16(kRoundMagic);
   const VF16 n = shifted - splat16(kRoundMagic);
   const VF16 f = t - n;
