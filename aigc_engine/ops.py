@@ -32,18 +32,12 @@ from torch import Tensor
 
 from aigc_engine import _core
 from aigc_engine.generator import SamplingParams
-from aigc_engine.sampling import cuda_status
+from aigc_engine.sampling import PARAMS_DTYPE, cuda_status
 
 __all__ = ["filter_probs", "sample"]
 
-_FLOAT_PARAMS = (
-    "temperature",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
+# The op's per-row parameter arguments, in the packed layout's field order.
+_PARAM_NAMES: tuple[str, ...] = tuple(PARAMS_DTYPE.names or ())
 
 # Error codes written by the CUDA kernel (csrc/cuda/sampling_kernels.cu).
 _CUDA_ERRORS = {
@@ -73,18 +67,7 @@ def _check(
     if not logits.dtype.is_floating_point:
         raise ValueError(f"logits must be a floating tensor, got {logits.dtype}")
     rows = logits.shape[0]
-    names = (
-        "temperature",
-        "top_k",
-        "top_p",
-        "min_p",
-        "repetition_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "stream",
-        "step",
-    )
+    names = (*_PARAM_NAMES, "seed", "stream", "step")
     for name, t in zip(names, (*params, *keys), strict=True):
         if t.shape != (rows,):
             raise ValueError(f"{name} must have shape ({rows},), got {tuple(t.shape)}")
@@ -96,22 +79,44 @@ def _check(
         raise ValueError(f"history is on {history.device} but logits are on {logits.device}")
 
 
-def _cpu_args(logits: Tensor, params: Sequence[Tensor], history: Tensor) -> dict[str, object]:
+def _packed_cpu(params: Sequence[Tensor]) -> np.ndarray:
+    """The per-row parameter tensors (in PARAMS_DTYPE's field order) packed for the core."""
+    rows = params[0].shape[0]
+    packed = np.empty(rows, dtype=PARAMS_DTYPE)
+    for name, t in zip(_PARAM_NAMES, params, strict=True):
+        if name == "top_k":
+            t = t.detach().clamp(-(2**31), 2**31 - 1).to(torch.int32)
+        else:
+            t = t.detach().float()
+        packed[name] = t.contiguous().numpy()
+    return packed
+
+
+def _packed_tensor(params: Sequence[Tensor], device: torch.device) -> Tensor:
+    """The same layout on a device: (rows, 7) int32 words, float fields by their bits."""
+    rows = params[0].shape[0]
+    words = PARAMS_DTYPE.itemsize // 4
+    packed = torch.empty((rows, words), dtype=torch.int32, device=device)
+    floats = packed.view(torch.float32)
+    for name, t in zip(_PARAM_NAMES, params, strict=True):
+        col = PARAMS_DTYPE.fields[name][1] // 4  # type: ignore[index]
+        if name == "top_k":
+            packed[:, col] = t.detach().clamp(-(2**31), 2**31 - 1).to(torch.int32)
+        else:
+            floats[:, col] = t.detach().float()
+    return packed
+
+
+_CpuArgs = tuple[np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | None"]
+
+
+def _cpu_args(logits: Tensor, params: Sequence[Tensor], history: Tensor) -> _CpuArgs:
+    """(logits, packed params, history, history_offsets) for the core's batch calls."""
     x = logits.detach()
     if x.dtype != torch.float32:
         x = x.float()
     x = x.contiguous()
-    t, k, p, mp, rep, pres, freq = params
-    args: dict[str, object] = {
-        "logits": x.numpy(),
-        "temperature": t.detach().float().contiguous().numpy(),
-        "top_k": k.detach().clamp(-(2**31), 2**31 - 1).to(torch.int32).contiguous().numpy(),
-        "top_p": p.detach().float().contiguous().numpy(),
-        "min_p": mp.detach().float().contiguous().numpy(),
-        "repetition_penalty": rep.detach().float().contiguous().numpy(),
-        "presence_penalty": pres.detach().float().contiguous().numpy(),
-        "frequency_penalty": freq.detach().float().contiguous().numpy(),
-    }
+    tokens = offsets = None
     rows, h = history.shape
     if h > 0:
         vocab = logits.shape[1]
@@ -119,9 +124,9 @@ def _cpu_args(logits: Tensor, params: Sequence[Tensor], history: Tensor) -> dict
         if bool((hist >= vocab).any()):
             bad = int(hist[hist >= vocab][0])
             raise ValueError(f"history token id {bad} is out of range for a vocabulary of {vocab}")
-        args["history"] = hist.to(torch.int32).contiguous().numpy().reshape(-1)
-        args["history_offsets"] = np.arange(rows + 1, dtype=np.int64) * h
-    return args
+        tokens = hist.to(torch.int32).contiguous().numpy().reshape(-1)
+        offsets = np.arange(rows + 1, dtype=np.int64) * h
+    return x.numpy(), _packed_cpu(params), tokens, offsets
 
 
 def _u64(t: Tensor) -> np.ndarray:
@@ -151,11 +156,7 @@ def _cuda_launch(
         x = x.float()
     x = x.contiguous()
     rows, vocab = x.shape
-    t, k, p, mp, rep, pres, freq = (
-        params[0].detach().float().contiguous(),
-        params[1].detach().clamp(-(2**31), 2**31 - 1).to(torch.int32).contiguous(),
-        *(q.detach().float().contiguous() for q in params[2:]),
-    )
+    packed = _packed_tensor(params, x.device)
     hist = history.detach().to(torch.int64).contiguous()
     status = torch.zeros(rows, dtype=torch.int32, device=x.device)
     workspace = torch.empty(
@@ -170,13 +171,7 @@ def _cuda_launch(
             logits=x.data_ptr(),
             rows=rows,
             vocab=vocab,
-            temperature=t.data_ptr(),
-            top_k=k.data_ptr(),
-            top_p=p.data_ptr(),
-            min_p=mp.data_ptr(),
-            repetition_penalty=rep.data_ptr(),
-            presence_penalty=pres.data_ptr(),
-            frequency_penalty=freq.data_ptr(),
+            params=packed.data_ptr(),
             seed=seed.data_ptr(),
             stream=stream.data_ptr(),
             step=step.data_ptr(),
@@ -221,14 +216,9 @@ def _sample_op(
         frequency_penalty,
     )
     _check(logits, params, (seed, stream, step), history)
-    args = _cpu_args(logits, params, history)
-    out = _core.sample_batch(
-        seeds=_u64(seed),
-        streams=_u64(stream),
-        steps=_u64(step),
-        threads=torch.get_num_threads(),
-        **args,
-    )
+    x, packed, tokens, offsets = _cpu_args(logits, params, history)
+    out = _core.sample_batch(x, packed, _u64(seed), _u64(stream), _u64(step), tokens, offsets,
+                             torch.get_num_threads())
     return torch.from_numpy(out).to(torch.int64)
 
 
@@ -290,10 +280,8 @@ def _filter_probs_op(
     )
     zeros = torch.zeros(logits.shape[0], dtype=torch.int64) if logits.dim() else logits
     _check(logits, params, (zeros, zeros, zeros), history)
-    args = _cpu_args(logits, params, history)
-    probs, _ = _core.filter_batch(
-        threads=torch.get_num_threads(), want_probs=True, want_kept=False, **args
-    )
+    probs, _ = _core.filter_batch(*_cpu_args(logits, params, history), torch.get_num_threads(),
+                                  True, False)
     return torch.from_numpy(probs)
 
 
@@ -418,7 +406,6 @@ def _prepare(
     return x, out, _history_tensor(history, rows, squeeze, dev), squeeze
 
 
-_PARAM_NAMES = ("temperature", "top_k", *_FLOAT_PARAMS[1:])
 _DEFAULT = SamplingParams()
 
 

@@ -87,9 +87,7 @@ def test_cpu_kernel_is_zero_copy() -> None:
     view = x.numpy()
     assert view.__array_interface__["data"][0] == x.data_ptr()
     # The core accepts that view without converting it (float32, C-contiguous).
-    f = np.ones(3, np.float32)
-    z = np.zeros(3, np.uint64)
-    _core.sample_batch(view, f, np.zeros(3, np.int32), f, f * 0, f, f * 0, f * 0, z, z, z)
+    _core.sample_batch(view, S.RowParams([P()]).packed, 0, 0, 0)
 
 
 def test_other_float_dtypes_are_converted() -> None:

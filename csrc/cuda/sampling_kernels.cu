@@ -130,14 +130,7 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
   const std::int64_t r = blockIdx.x;
   const std::int64_t n = a.vocab;
   const int tid = threadIdx.x;
-  SamplingParams p;
-  p.temperature = a.temperature[r];
-  p.top_k = a.top_k[r];
-  p.top_p = a.top_p[r];
-  p.min_p = a.min_p[r];
-  p.repetition_penalty = a.repetition_penalty[r];
-  p.presence_penalty = a.presence_penalty[r];
-  p.frequency_penalty = a.frequency_penalty[r];
+  const SamplingParams p = a.params[r];
 
   auto fail = [&](int code) {
     if (tid == 0) {

@@ -24,10 +24,10 @@ void check_batch(const Batch& b) {
   if (b.rows < 0) throw std::invalid_argument("rows must be >= 0, got " + std::to_string(b.rows));
   if (b.n <= 0) throw std::invalid_argument("rows need at least one score, got n = " + std::to_string(b.n));
   if (b.rows > 0 && b.logits == nullptr) throw std::invalid_argument("logits is null");
-  const BatchParams& p = b.params;
-  if (!p.temperature || !p.top_k || !p.top_p || !p.min_p || !p.repetition_penalty ||
-      !p.presence_penalty || !p.frequency_penalty)
-    throw std::invalid_argument("every per-row parameter array must be given");
+  if (b.rows > 0 && b.params == nullptr) throw std::invalid_argument("params is null");
+  if (b.params_stride != 0 && b.params_stride != 1)
+    throw std::invalid_argument("params_stride must be 0 (one for every row) or 1, got " +
+                                std::to_string(b.params_stride));
   if (b.history != nullptr && b.history_offsets == nullptr)
     throw std::invalid_argument("history given without history_offsets");
 }
@@ -53,7 +53,7 @@ void for_rows(const Batch& b, unsigned threads, RowFn&& fn) {
                      hist_len = h1 - h0;
                    }
                    try {
-                     fn(row, b.logits + row * b.row_stride, b.params.row(row), hist, hist_len,
+                     fn(row, b.logits + row * b.row_stride, b.row_params(row), hist, hist_len,
                         scratch.get());
                    } catch (const std::invalid_argument& e) {
                      throw std::invalid_argument(row_prefix(row) + e.what());
@@ -64,27 +64,12 @@ void for_rows(const Batch& b, unsigned threads, RowFn&& fn) {
 
 }  // namespace
 
-SamplingParams BatchParams::row(std::int64_t r) const {
-  SamplingParams p;
-  p.temperature = temperature[r];
-  p.top_k = top_k[r];
-  p.top_p = top_p[r];
-  p.min_p = min_p[r];
-  p.repetition_penalty = repetition_penalty[r];
-  p.presence_penalty = presence_penalty[r];
-  p.frequency_penalty = frequency_penalty[r];
-  return p;
-}
-
-void sample_batch(const Batch& batch, const std::uint64_t* seeds, const std::uint64_t* streams,
-                  const std::uint64_t* steps, std::int32_t* out, unsigned threads) {
-  if (batch.rows > 0 && (!seeds || !streams || !steps || !out))
-    throw std::invalid_argument("seeds, streams, steps and out must be given");
+void sample_batch(const Batch& batch, const BatchKeys& keys, std::int32_t* out, unsigned threads) {
+  if (batch.rows > 0 && !out) throw std::invalid_argument("out must be given");
   for_rows(batch, threads,
            [&](std::int64_t r, const float* row, const SamplingParams& p, const std::int32_t* h,
                std::int64_t hl, void* scratch) {
-             out[r] = sample_row(row, batch.n, p, h, hl, DrawKey{seeds[r], streams[r], steps[r]},
-                                 scratch);
+             out[r] = sample_row(row, batch.n, p, h, hl, keys.row(r), scratch);
            });
 }
 
