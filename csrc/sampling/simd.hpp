@@ -83,22 +83,64 @@ AIGC_VEC VI splati(std::int32_t i) {
   return __builtin_shufflevector(v, v, 0, 0, 0, 0, 0, 0, 0, 0);
 }
 
+// Comparisons of 8-lane vectors (lane masks of 0 or -1). Split (the SSE2
+// level, kSplit): as two 4-lane halves, since GCC lowers an 8-lane comparison
+// to scalar code, lane by lane, for SSE2; else one vector comparison. Same
+// masks either way.
+typedef float VF4 __attribute__((vector_size(16)));
+typedef std::int32_t VI4 __attribute__((vector_size(16)));
+template <class V>
+struct Half;
+template <>
+struct Half<VF> {
+  typedef VF4 type;
+};
+template <>
+struct Half<VI> {
+  typedef VI4 type;
+};
+
+#define AIGC_COMPARE(name, op)                                                      \
+  template <bool Split, class V>                                                    \
+  AIGC_VEC VI name(const V& a, const V& b) {                                        \
+    if constexpr (Split) {                                                          \
+      typedef typename Half<V>::type H;                                             \
+      const H a0 = __builtin_shufflevector(a, a, 0, 1, 2, 3);                       \
+      const H a1 = __builtin_shufflevector(a, a, 4, 5, 6, 7);                       \
+      const H b0 = __builtin_shufflevector(b, b, 0, 1, 2, 3);                       \
+      const H b1 = __builtin_shufflevector(b, b, 4, 5, 6, 7);                       \
+      const VI4 r0 = a0 op b0, r1 = a1 op b1;                                       \
+      return __builtin_shufflevector(r0, r1, 0, 1, 2, 3, 4, 5, 6, 7);               \
+    } else {                                                                        \
+      return a op b;                                                                \
+    }                                                                               \
+  }
+AIGC_COMPARE(cmp_gt, >)
+AIGC_COMPARE(cmp_ge, >=)
+AIGC_COMPARE(cmp_lt, <)
+AIGC_COMPARE(cmp_eq, ==)
+AIGC_COMPARE(cmp_ne, !=)
+#undef AIGC_COMPARE
+
 // a > b ? a : b (vmax) and a < b ? a : b (vmin) lane by lane, by bit
 // operations: GCC lowers a ?: of 8-lane vectors lane by lane (scalar code)
 // for SSE2. The same values, NaN lanes included.
+template <bool Split>
 AIGC_VEC VF vmax(const VF& a, const VF& b) {
-  const VI m = a > b;
+  const VI m = cmp_gt<Split>(a, b);
   return (VF)(((VI)a & m) | ((VI)b & ~m));
 }
+template <bool Split>
 AIGC_VEC VF vmin(const VF& a, const VF& b) {
-  const VI m = a < b;
+  const VI m = cmp_lt<Split>(a, b);
   return (VF)(((VI)a & m) | ((VI)b & ~m));
 }
 
 // exp2_weight of row_common.hpp, 8 lanes, same operations in the same order.
+template <bool Split>
 AIGC_VEC VF exp2_weight_v(const VF& t_in) {
   const VF lo = splat(kMinLog2Weight);
-  const VF t = vmax(t_in, lo);
+  const VF t = vmax<Split>(t_in, lo);
   const VF shifted = t + splat(kRoundMagic);
   const VF n = shifted - splat(kRoundMagic);
   const VF f = t - n;

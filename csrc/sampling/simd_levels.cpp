@@ -37,6 +37,7 @@ namespace aigc::sampling {
 namespace simd_base {
 namespace {
 constexpr bool kWide = false;  // 8 lanes (two SSE2 registers)
+constexpr bool kSplit = AIGC_X86_LEVELS;  // 8-lane comparisons as two halves
 #include "sampling/kernels.inc"
 }  // namespace
 const SimdKernels kKernels = {AIGC_X86_LEVELS ? "sse2" : "generic", &plan_row, &draw,
@@ -51,6 +52,7 @@ namespace {
 // 8 lanes: GCC's code for 16-lane vectors on AVX2 (two registers) ran 2.5 to 3
 // times slower here (Zen 1) than 8-lane code, with the same bits.
 constexpr bool kWide = false;
+constexpr bool kSplit = false;
 #include "sampling/kernels.inc"
 }  // namespace
 const SimdKernels kKernels = {"avx2", &plan_row, &draw, &write_filter};
@@ -65,6 +67,7 @@ namespace {
 // the row maximum, the top-k block filter. The 16-lane source was checked
 // bit for bit against the 8-lane one by building it for AVX2.
 constexpr bool kWide = true;
+constexpr bool kSplit = false;
 #include "sampling/kernels.inc"
 }  // namespace
 const SimdKernels kKernels = {"avx512", &plan_row, &draw, &write_filter};
