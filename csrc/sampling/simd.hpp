@@ -136,23 +136,6 @@ AIGC_VEC VF vmin(const VF& a, const VF& b) {
   return (VF)(((VI)a & m) | ((VI)b & ~m));
 }
 
-// exp2_weight of row_common.hpp, 8 lanes, same operations in the same order.
-template <bool Split>
-AIGC_VEC VF exp2_weight_v(const VF& t_in) {
-  const VF lo = splat(kMinLog2Weight);
-  const VF t = vmax<Split>(t_in, lo);
-  const VF shifted = t + splat(kRoundMagic);
-  const VF n = shifted - splat(kRoundMagic);
-  const VF f = t - n;
-  VF p = splat(kC5);
-  p = p * f + splat(kC4);
-  p = p * f + splat(kC3);
-  p = p * f + splat(kC2);
-  p = p * f + splat(kC1);
-  p = p * f + splat(1.0f);
-  const VI e = ((VI)shifted - splati(static_cast<std::int32_t>(kRoundMagicBits - 127u))) << 23;
-  return p * (VF)e;
-}
 
 // 16-lane vectors, for the levels whose kernels compute lane-wise results
 // (weights, comparisons) two 8-lane vectors at a time (kWide in
@@ -190,22 +173,6 @@ AIGC_VEC VF16 vmax(const VF16& a, const VF16& b) {
   return (VF16)(((VI16)a & m) | ((VI16)b & ~m));
 }
 
-// exp2_weight_v on 16 lanes: the same operations in the same order.
-AIGC_VEC VF16 exp2_weight_v16(const VF16& t_in) {
-  const VF16 lo = splat16(kMinLog2Weight);
-  const VF16 t = vmax(t_in, lo);
-  const VF16 shifted = t + splat16(kRoundMagic);
-  const VF16 n = shifted - splat16(kRoundMagic);
-  const VF16 f = t - n;
-  VF16 p = splat16(kC5);
-  p = p * f + splat16(kC4);
-  p = p * f + splat16(kC3);
-  p = p * f + splat16(kC2);
-  p = p * f + splat16(kC1);
-  p = p * f + splat16(1.0f);
-  const VI16 e = ((VI16)shifted - splati16(static_cast<std::int32_t>(kRoundMagicBits - 127u))) << 23;
-  return p * (VF16)e;
-}
 
 // Lane indices that move the set lanes of an 8-bit mask to the front, in
 // order (a stream compaction by one permutation per vector).

@@ -28,6 +28,7 @@
 
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(__clang__)
 #define AIGC_X86_LEVELS 1
+#include <immintrin.h>
 #else
 #define AIGC_X86_LEVELS 0
 #endif
@@ -38,6 +39,8 @@ namespace simd_base {
 namespace {
 constexpr bool kWide = false;  // 8 lanes (two SSE2 registers)
 constexpr bool kSplit = AIGC_X86_LEVELS;  // 8-lane comparisons as two halves
+AIGC_VEC VF vmax_l(const VF& a, const VF& b) { return vmax<kSplit>(a, b); }
+AIGC_VEC VF16 vmax_l(const VF16& a, const VF16& b) { return vmax(a, b); }
 #include "sampling/kernels.inc"
 }  // namespace
 const SimdKernels kKernels = {AIGC_X86_LEVELS ? "sse2" : "generic", &plan_row, &draw,
@@ -53,6 +56,9 @@ namespace {
 // times slower here (Zen 1) than 8-lane code, with the same bits.
 constexpr bool kWide = false;
 constexpr bool kSplit = false;
+// maxps(a, b) is a > b ? a : b (b where unordered or equal): one instruction.
+AIGC_VEC VF vmax_l(const VF& a, const VF& b) { return (VF)_mm256_max_ps((__m256)a, (__m256)b); }
+AIGC_VEC VF16 vmax_l(const VF16& a, const VF16& b) { return vmax(a, b); }
 #include "sampling/kernels.inc"
 }  // namespace
 const SimdKernels kKernels = {"avx2", &plan_row, &draw, &write_filter};
@@ -68,6 +74,10 @@ namespace {
 // bit for bit against the 8-lane one by building it for AVX2.
 constexpr bool kWide = true;
 constexpr bool kSplit = false;
+AIGC_VEC VF vmax_l(const VF& a, const VF& b) { return (VF)_mm256_max_ps((__m256)a, (__m256)b); }
+// 16 lanes by compare and blend: GCC 12's _mm512_max_ps trips
+// -Wmaybe-uninitialized in its own header (at -O1, the sanitizer build).
+AIGC_VEC VF16 vmax_l(const VF16& a, const VF16& b) { return vmax(a, b); }
 #include "sampling/kernels.inc"
 }  // namespace
 const SimdKernels kKernels = {"avx512", &plan_row, &draw, &write_filter};
