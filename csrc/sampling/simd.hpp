@@ -105,12 +105,13 @@ struct Half<VI> {
   AIGC_VEC VI name(const V& a, const V& b) {                                        \
     if constexpr (Split) {                                                          \
       typedef typename Half<V>::type H;                                             \
-      const H a0 = __builtin_shufflevector(a, a, 0, 1, 2, 3);                       \
-      const H a1 = __builtin_shufflevector(a, a, 4, 5, 6, 7);                       \
-      const H b0 = __builtin_shufflevector(b, b, 0, 1, 2, 3);                       \
-      const H b1 = __builtin_shufflevector(b, b, 4, 5, 6, 7);                       \
-      const VI4 r0 = a0 op b0, r1 = a1 op b1;                                       \
-      return __builtin_shufflevector(r0, r1, 0, 1, 2, 3, 4, 5, 6, 7);               \
+      H h[4];                                                                       \
+      std::memcpy(&h[0], &a, sizeof a);                                             \
+      std::memcpy(&h[2], &b, sizeof b);                                             \
+      const VI4 r[2] = {h[0] op h[2], h[1] op h[3]};                                \
+      VI out;                                                                       \
+      std::memcpy(&out, r, sizeof out);                                             \
+      return out;                                                                   \
     } else {                                                                        \
       return a op b;                                                                \
     }                                                                               \
@@ -125,9 +126,21 @@ AIGC_COMPARE(cmp_ne, !=)
 // a > b ? a : b (vmax) and a < b ? a : b (vmin) lane by lane, by bit
 // operations: GCC lowers a ?: of 8-lane vectors lane by lane (scalar code)
 // for SSE2. The same values, NaN lanes included.
+// (Split: the halves by shuffles here, which GCC handled better than the
+// copies of cmp_* in the weights pass, and worse in the top-k scan.)
 template <bool Split>
 AIGC_VEC VF vmax(const VF& a, const VF& b) {
-  const VI m = cmp_gt<Split>(a, b);
+  VI m;
+  if constexpr (Split) {
+    const VF4 a0 = __builtin_shufflevector(a, a, 0, 1, 2, 3);
+    const VF4 a1 = __builtin_shufflevector(a, a, 4, 5, 6, 7);
+    const VF4 b0 = __builtin_shufflevector(b, b, 0, 1, 2, 3);
+    const VF4 b1 = __builtin_shufflevector(b, b, 4, 5, 6, 7);
+    const VI4 r0 = a0 > b0, r1 = a1 > b1;
+    m = __builtin_shufflevector(r0, r1, 0, 1, 2, 3, 4, 5, 6, 7);
+  } else {
+    m = a > b;
+  }
   return (VF)(((VI)a & m) | ((VI)b & ~m));
 }
 template <bool Split>
