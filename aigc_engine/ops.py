@@ -14,7 +14,10 @@ core never links a particular torch:
 * A fake (meta) implementation, so ``torch.compile`` can trace through them.
 
 Semantics, parameters and errors are those of :mod:`aigc_engine.sampling`.
-Per-row parameters are 1-D tensors of ``rows`` values; ``history`` is a padded
+The ops take the per-row parameters packed: a ``(rows, 7)`` int32 tensor in the
+layout of :data:`aigc_engine.sampling.PARAMS_DTYPE` (the C++ and CUDA
+``sampling::SamplingParams``; float fields by their bits), made by
+:func:`pack_params`; keys are ``(rows,)`` int64 tensors read as uint64; ``history`` is a padded
 ``(rows, H)`` int64 tensor whose negative entries are padding (``H`` may be 0).
 On CUDA the checks of values (NaN logits, bad parameters) happen in the kernel;
 the op then synchronises once to raise ``ValueError``.
@@ -23,7 +26,7 @@ the op then synchronises once to raise ``ValueError``.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -32,18 +35,15 @@ from torch import Tensor
 
 from aigc_engine import _core
 from aigc_engine.generator import SamplingParams
-from aigc_engine.sampling import cuda_status
+from aigc_engine.sampling import PARAMS_DTYPE, RowParams, cuda_status
 
-__all__ = ["filter_probs", "sample"]
+__all__ = ["filter_probs", "pack_params", "sample"]
 
-_FLOAT_PARAMS = (
-    "temperature",
-    "top_p",
-    "min_p",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-)
+# The packed layout of the ops' params argument: (rows, _WORDS) int32 words,
+# field `name` in column _COLUMNS[name] (float fields by their bits).
+_PARAM_NAMES: tuple[str, ...] = tuple(PARAMS_DTYPE.names or ())
+_WORDS = PARAMS_DTYPE.itemsize // 4
+_COLUMNS = {name: PARAMS_DTYPE.fields[name][1] // 4 for name in _PARAM_NAMES}  # type: ignore[index]
 
 # Error codes written by the CUDA kernel (csrc/cuda/sampling_kernels.cu).
 _CUDA_ERRORS = {
@@ -60,12 +60,7 @@ _CUDA_ERRORS = {
 }
 
 
-def _check(
-    logits: Tensor,
-    params: Sequence[Tensor],
-    keys: Sequence[Tensor],
-    history: Tensor,
-) -> None:
+def _check(logits: Tensor, params: Tensor, keys: Sequence[Tensor], history: Tensor) -> None:
     if logits.dim() != 2 or logits.shape[1] == 0:
         raise ValueError(
             f"logits must be 2-D (rows, vocab) with vocab >= 1, got {tuple(logits.shape)}"
@@ -73,19 +68,14 @@ def _check(
     if not logits.dtype.is_floating_point:
         raise ValueError(f"logits must be a floating tensor, got {logits.dtype}")
     rows = logits.shape[0]
-    names = (
-        "temperature",
-        "top_k",
-        "top_p",
-        "min_p",
-        "repetition_penalty",
-        "presence_penalty",
-        "frequency_penalty",
-        "seed",
-        "stream",
-        "step",
-    )
-    for name, t in zip(names, (*params, *keys), strict=True):
+    if params.dtype != torch.int32 or params.shape != (rows, _WORDS):
+        raise ValueError(
+            f"params must be an int32 tensor of shape ({rows}, {_WORDS}) in the packed layout "
+            f"(see pack_params), got {params.dtype} of shape {tuple(params.shape)}"
+        )
+    if params.device != logits.device:
+        raise ValueError(f"params is on {params.device} but logits are on {logits.device}")
+    for name, t in zip(("seed", "stream", "step"), keys, strict=True):
         if t.shape != (rows,):
             raise ValueError(f"{name} must have shape ({rows},), got {tuple(t.shape)}")
         if t.device != logits.device:
@@ -96,22 +86,31 @@ def _check(
         raise ValueError(f"history is on {history.device} but logits are on {logits.device}")
 
 
-def _cpu_args(logits: Tensor, params: Sequence[Tensor], history: Tensor) -> dict[str, object]:
+def _pack_tensors(values: Sequence[Tensor], device: torch.device) -> Tensor:
+    """Per-row tensors (in PARAMS_DTYPE's field order) as (rows, 7) int32 words of
+    the packed layout: the int field as is, the float fields by their bits."""
+    rows = values[0].shape[0]
+    packed = torch.empty((rows, _WORDS), dtype=torch.int32, device=device)
+    floats = packed.view(torch.float32)
+    for name, t in zip(_PARAM_NAMES, values, strict=True):
+        col = _COLUMNS[name]
+        if name == "top_k":
+            packed[:, col] = t.detach().clamp(-(2**31), 2**31 - 1).to(torch.int32)
+        else:
+            floats[:, col] = t.detach().float()
+    return packed
+
+
+_CpuArgs = tuple[np.ndarray, np.ndarray, "np.ndarray | None", "np.ndarray | None"]
+
+
+def _cpu_args(logits: Tensor, params: Tensor, history: Tensor) -> _CpuArgs:
+    """(logits, packed params, history, history_offsets) for the core's batch calls."""
     x = logits.detach()
     if x.dtype != torch.float32:
         x = x.float()
     x = x.contiguous()
-    t, k, p, mp, rep, pres, freq = params
-    args: dict[str, object] = {
-        "logits": x.numpy(),
-        "temperature": t.detach().float().contiguous().numpy(),
-        "top_k": k.detach().clamp(-(2**31), 2**31 - 1).to(torch.int32).contiguous().numpy(),
-        "top_p": p.detach().float().contiguous().numpy(),
-        "min_p": mp.detach().float().contiguous().numpy(),
-        "repetition_penalty": rep.detach().float().contiguous().numpy(),
-        "presence_penalty": pres.detach().float().contiguous().numpy(),
-        "frequency_penalty": freq.detach().float().contiguous().numpy(),
-    }
+    tokens = offsets = None
     rows, h = history.shape
     if h > 0:
         vocab = logits.shape[1]
@@ -119,9 +118,10 @@ def _cpu_args(logits: Tensor, params: Sequence[Tensor], history: Tensor) -> dict
         if bool((hist >= vocab).any()):
             bad = int(hist[hist >= vocab][0])
             raise ValueError(f"history token id {bad} is out of range for a vocabulary of {vocab}")
-        args["history"] = hist.to(torch.int32).contiguous().numpy().reshape(-1)
-        args["history_offsets"] = np.arange(rows + 1, dtype=np.int64) * h
-    return args
+        tokens = hist.to(torch.int32).contiguous().numpy().reshape(-1)
+        offsets = np.arange(rows + 1, dtype=np.int64) * h
+    packed = params.detach().contiguous().numpy().view(PARAMS_DTYPE).reshape(rows)
+    return x.numpy(), packed, tokens, offsets
 
 
 def _u64(t: Tensor) -> np.ndarray:
@@ -139,7 +139,7 @@ def _cuda_module() -> Any:
 
 def _cuda_launch(
     logits: Tensor,
-    params: Sequence[Tensor],
+    params: Tensor,
     keys: Sequence[Tensor] | None,
     history: Tensor,
     probs_out: Tensor | None,
@@ -151,11 +151,7 @@ def _cuda_launch(
         x = x.float()
     x = x.contiguous()
     rows, vocab = x.shape
-    t, k, p, mp, rep, pres, freq = (
-        params[0].detach().float().contiguous(),
-        params[1].detach().clamp(-(2**31), 2**31 - 1).to(torch.int32).contiguous(),
-        *(q.detach().float().contiguous() for q in params[2:]),
-    )
+    packed = params.detach().contiguous()
     hist = history.detach().to(torch.int64).contiguous()
     status = torch.zeros(rows, dtype=torch.int32, device=x.device)
     workspace = torch.empty(
@@ -170,13 +166,7 @@ def _cuda_launch(
             logits=x.data_ptr(),
             rows=rows,
             vocab=vocab,
-            temperature=t.data_ptr(),
-            top_k=k.data_ptr(),
-            top_p=p.data_ptr(),
-            min_p=mp.data_ptr(),
-            repetition_penalty=rep.data_ptr(),
-            presence_penalty=pres.data_ptr(),
-            frequency_penalty=freq.data_ptr(),
+            params=packed.data_ptr(),
             seed=seed.data_ptr(),
             stream=stream.data_ptr(),
             step=step.data_ptr(),
@@ -198,64 +188,19 @@ def _cuda_launch(
 
 @torch.library.custom_op("aigc::sample", mutates_args=(), device_types="cpu")
 def _sample_op(
-    logits: Tensor,
-    temperature: Tensor,
-    top_k: Tensor,
-    top_p: Tensor,
-    min_p: Tensor,
-    repetition_penalty: Tensor,
-    presence_penalty: Tensor,
-    frequency_penalty: Tensor,
-    seed: Tensor,
-    stream: Tensor,
-    step: Tensor,
-    history: Tensor,
+    logits: Tensor, params: Tensor, seed: Tensor, stream: Tensor, step: Tensor, history: Tensor
 ) -> Tensor:
-    params = (
-        temperature,
-        top_k,
-        top_p,
-        min_p,
-        repetition_penalty,
-        presence_penalty,
-        frequency_penalty,
-    )
     _check(logits, params, (seed, stream, step), history)
-    args = _cpu_args(logits, params, history)
-    out = _core.sample_batch(
-        seeds=_u64(seed),
-        streams=_u64(stream),
-        steps=_u64(step),
-        threads=torch.get_num_threads(),
-        **args,
-    )
+    x, packed, tokens, offsets = _cpu_args(logits, params, history)
+    out = _core.sample_batch(x, packed, _u64(seed), _u64(stream), _u64(step), tokens, offsets,
+                             torch.get_num_threads())
     return torch.from_numpy(out).to(torch.int64)
 
 
 @_sample_op.register_kernel("cuda")
 def _sample_cuda(
-    logits: Tensor,
-    temperature: Tensor,
-    top_k: Tensor,
-    top_p: Tensor,
-    min_p: Tensor,
-    repetition_penalty: Tensor,
-    presence_penalty: Tensor,
-    frequency_penalty: Tensor,
-    seed: Tensor,
-    stream: Tensor,
-    step: Tensor,
-    history: Tensor,
+    logits: Tensor, params: Tensor, seed: Tensor, stream: Tensor, step: Tensor, history: Tensor
 ) -> Tensor:
-    params = (
-        temperature,
-        top_k,
-        top_p,
-        min_p,
-        repetition_penalty,
-        presence_penalty,
-        frequency_penalty,
-    )
     _check(logits, params, (seed, stream, step), history)
     out = torch.empty(logits.shape[0], dtype=torch.int64, device=logits.device)
     _cuda_launch(logits, params, (seed, stream, step), history, None, out)
@@ -268,56 +213,16 @@ def _sample_fake(logits: Tensor, *args: Tensor) -> Tensor:
 
 
 @torch.library.custom_op("aigc::filter_probs", mutates_args=(), device_types="cpu")
-def _filter_probs_op(
-    logits: Tensor,
-    temperature: Tensor,
-    top_k: Tensor,
-    top_p: Tensor,
-    min_p: Tensor,
-    repetition_penalty: Tensor,
-    presence_penalty: Tensor,
-    frequency_penalty: Tensor,
-    history: Tensor,
-) -> Tensor:
-    params = (
-        temperature,
-        top_k,
-        top_p,
-        min_p,
-        repetition_penalty,
-        presence_penalty,
-        frequency_penalty,
-    )
+def _filter_probs_op(logits: Tensor, params: Tensor, history: Tensor) -> Tensor:
     zeros = torch.zeros(logits.shape[0], dtype=torch.int64) if logits.dim() else logits
     _check(logits, params, (zeros, zeros, zeros), history)
-    args = _cpu_args(logits, params, history)
-    probs, _ = _core.filter_batch(
-        threads=torch.get_num_threads(), want_probs=True, want_kept=False, **args
-    )
+    probs, _ = _core.filter_batch(*_cpu_args(logits, params, history), torch.get_num_threads(),
+                                  True, False)
     return torch.from_numpy(probs)
 
 
 @_filter_probs_op.register_kernel("cuda")
-def _filter_probs_cuda(
-    logits: Tensor,
-    temperature: Tensor,
-    top_k: Tensor,
-    top_p: Tensor,
-    min_p: Tensor,
-    repetition_penalty: Tensor,
-    presence_penalty: Tensor,
-    frequency_penalty: Tensor,
-    history: Tensor,
-) -> Tensor:
-    params = (
-        temperature,
-        top_k,
-        top_p,
-        min_p,
-        repetition_penalty,
-        presence_penalty,
-        frequency_penalty,
-    )
+def _filter_probs_cuda(logits: Tensor, params: Tensor, history: Tensor) -> Tensor:
     zeros = torch.zeros(logits.shape[0], dtype=torch.int64, device=logits.device)
     _check(logits, params, (zeros, zeros, zeros), history)
     probs = torch.empty(logits.shape, dtype=torch.float32, device=logits.device)
@@ -384,17 +289,11 @@ def _history_tensor(history: Any, rows: int, squeeze: bool, dev: torch.device) -
     return hist
 
 
-def _prepare(
-    logits: Tensor, params: Any, history: Any, values: dict[str, float | int | Tensor | None]
-) -> tuple[Tensor, list[Tensor], Tensor, bool]:
-    if not isinstance(logits, Tensor):
-        raise ValueError(f"logits must be a torch tensor, got {type(logits).__name__}")
-    if logits.dim() not in (1, 2):
-        raise ValueError(
-            f"logits must be 1-D (vocab,) or 2-D (rows, vocab), got shape {tuple(logits.shape)}")
-    squeeze = logits.dim() == 1
-    x = logits.unsqueeze(0) if squeeze else logits
-    rows, dev = x.shape[0], x.device
+def _packed_params(
+    params: Any, values: Mapping[str, float | int | Tensor | None], rows: int, dev: torch.device
+) -> Tensor:
+    """The ops' params tensor from SamplingParams or per-field values (scalars or
+    per-row tensors; missing fields take their defaults)."""
     flat = {k: v for k, v in values.items() if v is not None}
     if params is not None:
         if flat:
@@ -406,19 +305,51 @@ def _prepare(
         for i, p in enumerate(plist):
             if not isinstance(p, SamplingParams):
                 raise ValueError(f"params[{i}] must be a SamplingParams, got {type(p).__name__}")
-        flat = {name: torch.tensor([getattr(p, name) for p in plist],
-                                   dtype=torch.int32 if name == "top_k" else torch.float32)
-                for name in _PARAM_NAMES}
+        words = RowParams(plist).packed.view(np.int32).reshape(rows, _WORDS)
+        return torch.from_numpy(words).to(dev)
+    unknown = sorted(set(flat) - set(_PARAM_NAMES))
+    if unknown:
+        raise ValueError(f"unknown sampling option(s) {unknown}; valid: {list(_PARAM_NAMES)}")
     defaults = dataclasses.asdict(_DEFAULT)
-    out = [
+    per_row = [
         _row_tensor(flat.get(name, defaults[name]), rows,
                     torch.int32 if name == "top_k" else torch.float32, dev, name)
         for name in _PARAM_NAMES
     ]
-    return x, out, _history_tensor(history, rows, squeeze, dev), squeeze
+    return _pack_tensors(per_row, dev)
 
 
-_PARAM_NAMES = ("temperature", "top_k", *_FLOAT_PARAMS[1:])
+def pack_params(
+    rows: int,
+    params: SamplingParams | Sequence[SamplingParams] | None = None,
+    *,
+    device: torch.device | str | None = None,
+    **options: float | int | Tensor,
+) -> Tensor:
+    """The ``params`` argument of ``torch.ops.aigc.sample`` / ``filter_probs``:
+    a ``(rows, 7)`` int32 tensor in the packed layout of
+    :data:`aigc_engine.sampling.PARAMS_DTYPE` (float fields by their bits), from
+    one :class:`SamplingParams` for every row, one per row, or per-field
+    keywords (scalars or ``(rows,)`` tensors; the others take their defaults)."""
+    dev = torch.device(device) if device is not None else torch.device("cpu")
+    return _packed_params(params, options, rows, dev)
+
+
+def _prepare(
+    logits: Tensor, params: Any, history: Any, values: dict[str, float | int | Tensor | None]
+) -> tuple[Tensor, Tensor, Tensor, bool]:
+    if not isinstance(logits, Tensor):
+        raise ValueError(f"logits must be a torch tensor, got {type(logits).__name__}")
+    if logits.dim() not in (1, 2):
+        raise ValueError(
+            f"logits must be 1-D (vocab,) or 2-D (rows, vocab), got shape {tuple(logits.shape)}")
+    squeeze = logits.dim() == 1
+    x = logits.unsqueeze(0) if squeeze else logits
+    rows, dev = x.shape[0], x.device
+    packed = _packed_params(params, values, rows, dev)
+    return x, packed, _history_tensor(history, rows, squeeze, dev), squeeze
+
+
 _DEFAULT = SamplingParams()
 
 
@@ -458,7 +389,7 @@ def sample(
         _row_tensor(v, rows, torch.int64, dev, n)
         for n, v in (("seed", seed), ("stream", stream), ("step", step))
     ]
-    out: Tensor = torch.ops.aigc.sample(x, *prm, *keys, hist)
+    out: Tensor = torch.ops.aigc.sample(x, prm, *keys, hist)
     return out[0] if squeeze else out
 
 
@@ -481,5 +412,5 @@ def filter_probs(
               "repetition_penalty": repetition_penalty, "presence_penalty": presence_penalty,
               "frequency_penalty": frequency_penalty}
     x, prm, hist, squeeze = _prepare(logits, params, history, values)
-    out: Tensor = torch.ops.aigc.filter_probs(x, *prm, hist)
+    out: Tensor = torch.ops.aigc.filter_probs(x, prm, hist)
     return out[0] if squeeze else out

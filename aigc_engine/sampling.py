@@ -44,7 +44,6 @@ tokens can be kept but are never drawn) and float64 for the sums. See
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Sequence
 from typing import Any, TypeAlias
 
@@ -56,6 +55,7 @@ from aigc_engine.errors import ConfigError
 from aigc_engine.generator import SamplingParams
 
 __all__ = [
+    "PARAMS_DTYPE",
     "RowParams",
     "SamplingParams",
     "apply_penalties",
@@ -67,10 +67,6 @@ __all__ = [
     "sample",
     "sample_rows",
 ]
-
-_INT32_MAX = 2**31 - 1
-_UINT64_MAX = 2**64 - 1
-
 
 ParamsArg: TypeAlias = "SamplingParams | Sequence[SamplingParams] | None"
 KeyArg: TypeAlias = "int | Sequence[int] | npt.ArrayLike"
@@ -100,44 +96,47 @@ def _as_rows(logits: npt.ArrayLike) -> tuple[np.ndarray, bool]:
     return rows, single
 
 
-_FIELDS = (
-    ("temperature", np.float32),
-    ("top_k", np.int32),
-    ("top_p", np.float32),
-    ("min_p", np.float32),
-    ("repetition_penalty", np.float32),
-    ("presence_penalty", np.float32),
-    ("frequency_penalty", np.float32),
-)
-_DEFAULT = SamplingParams()
+#: The packed layout of one row's sampling parameters: the core's
+#: ``sampling::SamplingParams`` (csrc/sampling/sampling.hpp), shared by the C++
+#: sampler, the CUDA kernels and both Python faces. Fields in struct order.
+PARAMS_DTYPE: np.dtype[Any] = np.dtype(_core.SAMPLING_PARAMS_DTYPE)
+_PARAM_NAMES: tuple[str, ...] = tuple(PARAMS_DTYPE.names or ())
+_CACHE = "_aigc_packed"  # the packed array of a SamplingParams, kept in its __dict__
 
 
-def _filled(rows: int, value: float | int, dtype: Any) -> np.ndarray:
-    a = np.empty(rows, dtype=dtype)
-    a.fill(value)
-    return a
-
-
-@functools.lru_cache(maxsize=128)
-def _uniform_param_arrays(params: SamplingParams, rows: int) -> dict[str, np.ndarray]:
-    out = {}
-    for name, dt in _FIELDS:
-        a = _filled(rows, getattr(params, name), dt)
-        a.flags.writeable = False
-        out[name] = a
+def _pack(plist: Sequence[SamplingParams]) -> np.ndarray:
+    out = np.empty(len(plist), dtype=PARAMS_DTYPE)
+    for name in _PARAM_NAMES:
+        out[name] = [getattr(p, name) for p in plist]
     return out
 
 
-def _param_arrays(params: ParamsArg, rows: int) -> dict[str, np.ndarray]:
-    if params is None or isinstance(params, SamplingParams):
-        return _uniform_param_arrays(_DEFAULT if params is None else params, rows)
+def _packed_one(params: SamplingParams) -> np.ndarray:
+    """The (1,) packed array of one SamplingParams, made once per object (it is frozen)."""
+    cached: np.ndarray | None = params.__dict__.get(_CACHE)
+    if cached is None:
+        cached = _pack([params])
+        cached.flags.writeable = False
+        params.__dict__[_CACHE] = cached  # frozen dataclass: not through __setattr__
+    return cached
+
+
+def _packed(params: ParamsArg, rows: int) -> np.ndarray:
+    """Packed parameters: shape (1,) for one SamplingParams (every row), else (rows,)."""
+    if params is None:
+        return _packed_one(_DEFAULT)
+    if isinstance(params, SamplingParams):
+        return _packed_one(params)
     plist = list(params)
     if len(plist) != rows:
         raise ConfigError(f"got {len(plist)} SamplingParams for {rows} rows")
     for i, p in enumerate(plist):
         if not isinstance(p, SamplingParams):
             raise ConfigError(f"params[{i}] must be a SamplingParams, got {type(p).__name__}")
-    return {name: np.array([getattr(p, name) for p in plist], dtype=dt) for name, dt in _FIELDS}
+    return _pack(plist)
+
+
+_DEFAULT = SamplingParams()
 
 
 def _history_csr(
@@ -171,24 +170,6 @@ def _history_csr(
     tokens = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int64)
     tokens = np.maximum(tokens, -1).astype(np.int32)  # negative ids are padding
     return tokens, offsets
-
-
-def _keys(value: KeyArg, rows: int, name: str) -> np.ndarray:
-    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= _UINT64_MAX:
-        return _filled(rows, value, np.uint64)
-    if isinstance(value, int) and not isinstance(value, bool):
-        raise ConfigError(f"{name} must be in [0, 2**64), got {value}")
-    arr = np.asarray(value)
-    if arr.dtype.kind not in "iu":
-        raise ConfigError(f"{name} must be an int in [0, 2**64) or an array of them, "
-                          f"got {value!r}")
-    if arr.ndim == 0:
-        arr = np.full(rows, arr)
-    if arr.shape != (rows,):
-        raise ConfigError(f"{name} must be an int or have shape ({rows},), got shape {arr.shape}")
-    if arr.size and (int(arr.min()) < 0 or int(arr.max()) > _UINT64_MAX):
-        raise ConfigError(f"{name} values must be in [0, 2**64), got {arr.min()}..{arr.max()}")
-    return arr.astype(np.uint64)
 
 
 def _threads(threads: int) -> int:
@@ -230,19 +211,15 @@ def sample(
             no finite logit), with the row and the value.
     """
     rows, single = _as_rows(logits)
-    b, v = rows.shape
-    p = _param_arrays(params, b)
-    tokens, offsets = _history_csr(history, b, single, v)
-    out = _core.sample_batch(
-        rows,
-        seeds=_keys(seed, b, "seed"),
-        streams=_keys(stream, b, "stream"),
-        steps=_keys(step, b, "step"),
-        history=tokens,
-        history_offsets=offsets,
-        threads=_threads(threads),
-        **p,
-    )
+    b = rows.shape[0]
+    packed = _packed(params, b)
+    tokens = offsets = None
+    if history is not None:
+        tokens, offsets = _history_csr(history, b, single, rows.shape[1])
+    if type(threads) is not int or threads < 0:
+        threads = _threads(threads)
+    # Positional: the keys (ints or arrays) are checked and converted by the core.
+    out = _core.sample_batch(rows, packed, seed, stream, step, tokens, offsets, threads)
     return int(out[0]) if single else out.astype(np.int64)
 
 
@@ -256,8 +233,8 @@ class RowParams:
 
     def __init__(self, params: Sequence[SamplingParams]) -> None:
         self.rows = len(params)
-        self.arrays = _param_arrays(list(params), self.rows) if params else {
-            name: np.zeros(0, dtype=dt) for name, dt in _FIELDS}
+        #: One PARAMS_DTYPE entry per row.
+        self.packed = _packed(list(params), self.rows)
 
 
 def sample_rows(logits: np.ndarray, params: RowParams, seeds: np.ndarray, streams: np.ndarray,
@@ -265,9 +242,8 @@ def sample_rows(logits: np.ndarray, params: RowParams, seeds: np.ndarray, stream
     """:func:`sample` without conversions: float32 C-contiguous ``(rows, V)`` logits,
     uint64 key arrays of ``rows`` values, no history (apply penalties first with
     :func:`penalize_counts`). Returns int32 ids (the core's own array)."""
-    out: np.ndarray = _core.sample_batch(logits, seeds=seeds, streams=streams, steps=steps,
-                                         history=None, history_offsets=None, threads=threads,
-                                         **params.arrays)
+    out: np.ndarray = _core.sample_batch(logits, params.packed, seeds, streams, steps, None, None,
+                                         threads)
     return out
 
 
@@ -287,13 +263,7 @@ def _filter(
     b, v = rows.shape
     tokens, offsets = _history_csr(history, b, single, v)
     result = _core.filter_batch(
-        rows,
-        history=tokens,
-        history_offsets=offsets,
-        threads=_threads(threads),
-        want_probs=probs,
-        want_kept=not probs,
-        **_param_arrays(params, b),
+        rows, _packed(params, b), tokens, offsets, _threads(threads), probs, not probs
     )
     out: np.ndarray = result[0] if probs else result[1]
     return out[0] if single else out
@@ -328,9 +298,7 @@ def apply_penalties(
     rows, single = _as_rows(logits)
     b, v = rows.shape
     tokens, offsets = _history_csr(history, b, single, v)
-    out: np.ndarray = _core.penalize_batch(
-        rows, history=tokens, history_offsets=offsets, **_param_arrays(params, b)
-    )
+    out: np.ndarray = _core.penalize_batch(rows, _packed(params, b), tokens, offsets)
     return out[0] if single else out
 
 

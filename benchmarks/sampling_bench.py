@@ -59,20 +59,16 @@ def wall_timeit(fn: Callable[[], object]) -> float:
 
 def core_call(x: np.ndarray, top_k: int, top_p: float, threads: int) -> Callable[[], object]:
     b = x.shape[0]
-    args = dict(
-        temperature=np.ones(b, np.float32),
-        top_k=np.full(b, top_k, np.int32),
-        top_p=np.full(b, top_p, np.float32),
-        min_p=np.zeros(b, np.float32),
-        repetition_penalty=np.ones(b, np.float32),
-        presence_penalty=np.zeros(b, np.float32),
-        frequency_penalty=np.zeros(b, np.float32),
-        seeds=np.full(b, 7, np.uint64),
-        streams=np.arange(b, dtype=np.uint64),
-        steps=np.zeros(b, np.uint64),
-    )
+    params = np.zeros(b, S.PARAMS_DTYPE)
+    params["temperature"] = 1.0
+    params["top_k"] = top_k
+    params["top_p"] = top_p
+    params["repetition_penalty"] = 1.0
+    seeds = np.full(b, 7, np.uint64)
+    streams = np.arange(b, dtype=np.uint64)
+    steps = np.zeros(b, np.uint64)
     out = np.empty(b, np.int32)
-    return lambda: _core.sample_batch(x, threads=threads, out=out, **args)
+    return lambda: _core.sample_batch(x, params, seeds, streams, steps, threads=threads, out=out)
 
 
 def hf_chain(

@@ -14,6 +14,7 @@ from aigc_engine.sampling import SamplingParams as P  # noqa: E402
 
 
 def op_args(rows: int, vocab: int, hist: int = 0, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """Logits, the seven per-row parameter tensors, the three keys, history."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randn(rows, vocab, generator=g) * 2
     history = torch.randint(-1, vocab, (rows, hist), generator=g)
@@ -31,6 +32,19 @@ def op_args(rows: int, vocab: int, hist: int = 0, seed: int = 0) -> tuple[torch.
         torch.randint(0, 10**6, (rows,), generator=g),  # step
         history,
     )
+
+
+NAMES = ("temperature", "top_k", "top_p", "min_p", "repetition_penalty", "presence_penalty",
+         "frequency_penalty")
+
+
+def packed(args: tuple[torch.Tensor, ...]) -> torch.Tensor:
+    """The ops' params tensor of op_args' per-row tensors."""
+    return ops.pack_params(args[0].shape[0], **dict(zip(NAMES, args[1:8], strict=True)))
+
+
+def sample_args(args: tuple[torch.Tensor, ...]) -> tuple[torch.Tensor, ...]:
+    return (args[0], packed(args), *args[8:])
 
 
 def numpy_params(args: tuple[torch.Tensor, ...]) -> list[P]:
@@ -51,7 +65,7 @@ def numpy_params(args: tuple[torch.Tensor, ...]) -> list[P]:
 
 def test_op_equals_numpy_path() -> None:
     args = op_args(24, 700, hist=9)
-    out = torch.ops.aigc.sample(*args)
+    out = torch.ops.aigc.sample(*sample_args(args))
     assert out.dtype == torch.int64 and out.shape == (24,)
     hist = args[11].numpy()
     expected = S.sample(
@@ -63,7 +77,7 @@ def test_op_equals_numpy_path() -> None:
         history=hist,
     )
     np.testing.assert_array_equal(out.numpy(), expected)
-    probs = torch.ops.aigc.filter_probs(*args[:8], args[11])
+    probs = torch.ops.aigc.filter_probs(args[0], packed(args), args[11])
     np.testing.assert_array_equal(
         probs.numpy(), S.filter_probs(args[0].numpy(), numpy_params(args), history=hist)
     )
@@ -87,9 +101,7 @@ def test_cpu_kernel_is_zero_copy() -> None:
     view = x.numpy()
     assert view.__array_interface__["data"][0] == x.data_ptr()
     # The core accepts that view without converting it (float32, C-contiguous).
-    f = np.ones(3, np.float32)
-    z = np.zeros(3, np.uint64)
-    _core.sample_batch(view, f, np.zeros(3, np.int32), f, f * 0, f, f * 0, f * 0, z, z, z)
+    _core.sample_batch(view, S.RowParams([P()]).packed, 0, 0, 0)
 
 
 def test_other_float_dtypes_are_converted() -> None:
@@ -103,9 +115,8 @@ def test_other_float_dtypes_are_converted() -> None:
 @pytest.mark.parametrize("op", ["sample", "filter_probs"])
 def test_opcheck(op: str) -> None:
     args = op_args(6, 120, hist=4)
-    if op == "filter_probs":
-        args = (*args[:8], args[11])
-    torch.library.opcheck(getattr(torch.ops.aigc, op).default, args)
+    op_inputs = sample_args(args) if op == "sample" else (args[0], packed(args), args[11])
+    torch.library.opcheck(getattr(torch.ops.aigc, op).default, op_inputs)
 
 
 def test_torch_compile_traces_the_op() -> None:
@@ -123,21 +134,40 @@ def test_op_errors() -> None:
     bad = args[0].clone()
     bad[1, 7] = float("nan")
     with pytest.raises(ValueError, match="row 1: NaN logit at index 7"):
-        torch.ops.aigc.sample(bad, *args[1:])
+        torch.ops.aigc.sample(*sample_args((bad, *args[1:])))
     t = args[1].clone()
     t[2] = -1
     with pytest.raises(ValueError, match="row 2: temperature must be finite and >= 0"):
-        torch.ops.aigc.sample(args[0], t, *args[2:])
+        torch.ops.aigc.sample(*sample_args((args[0], t, *args[2:])))
     p = args[3].clone()
     p[0] = 0
     with pytest.raises(ValueError, match="row 0: top_p must be > 0"):
-        torch.ops.aigc.sample(*args[:3], p, *args[4:])
+        torch.ops.aigc.sample(*sample_args((*args[:3], p, *args[4:])))
     with pytest.raises(ValueError, match="history token id 50"):
         ops.sample(args[0], seed=0, history=torch.full((3, 2), 50))
-    with pytest.raises(ValueError, match=r"temperature must have shape \(3,\)"):
-        torch.ops.aigc.sample(args[0], args[1][:2], *args[2:])
+    good = sample_args(tuple(args))
+    with pytest.raises(ValueError, match=r"params must be an int32 tensor of shape \(3, 7\)"):
+        torch.ops.aigc.sample(good[0], good[1][:2], *good[2:])
+    with pytest.raises(ValueError, match=r"seed must have shape \(3,\)"):
+        torch.ops.aigc.sample(*good[:2], good[2][:2], *good[3:])
     with pytest.raises(ValueError, match="2-D"):
-        torch.ops.aigc.sample(args[0][0], *args[1:])
+        torch.ops.aigc.sample(good[0][0], *good[1:])
+    with pytest.raises(ValueError, match="unknown sampling option"):
+        ops.pack_params(3, top_q=0.5)
+
+
+def test_packed_params_carry_the_layout_of_the_numpy_face() -> None:
+    p = P(temperature=0.5, top_k=7, top_p=0.25, min_p=0.125, repetition_penalty=1.5,
+          presence_penalty=-0.5, frequency_penalty=2.0)
+    words = ops.pack_params(2, p)
+    assert words.dtype == torch.int32 and words.shape == (2, 7)
+    np.testing.assert_array_equal(words.numpy().view(S.PARAMS_DTYPE).reshape(2),
+                                  S.RowParams([p, p]).packed)
+    by_keywords = ops.pack_params(2, temperature=0.5, top_k=7, top_p=0.25, min_p=0.125,
+                                  repetition_penalty=1.5, presence_penalty=-0.5,
+                                  frequency_penalty=2.0)
+    assert torch.equal(words, by_keywords)
+    assert torch.equal(ops.pack_params(1), ops.pack_params(1, P()))
 
 
 def test_cuda_path_says_why_when_unavailable() -> None:

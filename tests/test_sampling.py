@@ -626,21 +626,12 @@ def test_bad_call_arguments_raise() -> None:
     with pytest.raises(ValueError, match="shape"):
         S.sample(np.zeros((2, 2, 2), np.float32), seed=0)
     # The core checks its raw arguments too.
-    f = np.ones(2, np.float32)
-    with pytest.raises(ValueError, match="top_p must be > 0"):
-        _core.sample_batch(
-            x,
-            f,
-            np.zeros(2, np.int32),
-            f * 0,
-            f * 0,
-            f,
-            f * 0,
-            f * 0,
-            np.zeros(2, np.uint64),
-            np.zeros(2, np.uint64),
-            np.zeros(2, np.uint64),
-        )
+    packed = np.zeros(2, S.PARAMS_DTYPE)
+    packed["temperature"] = packed["repetition_penalty"] = 1.0
+    with pytest.raises(ValueError, match="row 0: top_p must be > 0"):
+        _core.sample_batch(x, packed, 0, 0, 0)
+    with pytest.raises(ValueError, match=r"params must have shape \(1,\)"):
+        _core.sample_batch(x, np.zeros(3, S.PARAMS_DTYPE), 0, 0, 0)
 
 
 def test_import_does_not_pull_torch() -> None:
@@ -653,3 +644,67 @@ def test_import_does_not_pull_torch() -> None:
 def test_cuda_status_reports_a_reason() -> None:
     ok, reason = S.cuda_status()
     assert isinstance(ok, bool) and isinstance(reason, str) and reason
+
+
+# ----------------------------------------------------------------- packed parameters
+
+
+def test_packed_layout_is_the_core_struct_in_field_order() -> None:
+    import dataclasses
+
+    assert S.PARAMS_DTYPE.names == tuple(f.name for f in dataclasses.fields(P))
+    assert S.PARAMS_DTYPE.itemsize == 28
+    assert S.PARAMS_DTYPE["top_k"] == np.int32 and S.PARAMS_DTYPE["top_p"] == np.float32
+    packed = S.RowParams([P(temperature=0.5, top_k=7, top_p=0.25, min_p=0.125)]).packed
+    assert packed.dtype == S.PARAMS_DTYPE and packed.shape == (1,)
+    assert packed[0].tolist() == (0.5, 7, 0.25, 0.125, 1.0, 0.0, 0.0)
+
+
+def test_one_params_entry_for_every_row_equals_one_per_row() -> None:
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((9, 500)).astype(np.float32)
+    p = P(top_k=40, top_p=0.8, temperature=0.9)
+    one = np.zeros(1, S.PARAMS_DTYPE)
+    one[0] = (0.9, 40, 0.8, 0.0, 1.0, 0.0, 0.0)
+    steps = np.arange(9, dtype=np.uint64)
+    broadcast = _core.sample_batch(x, one, 3, 0, steps)
+    per_row = _core.sample_batch(x, np.repeat(one, 9), 3, 0, steps)
+    np.testing.assert_array_equal(broadcast, per_row)
+    np.testing.assert_array_equal(per_row, S.sample(x, [p] * 9, seed=3, step=steps))
+    np.testing.assert_array_equal(per_row, S.sample(x, p, seed=3, step=steps))
+    with pytest.raises(ValueError, match=r"params must have shape \(1,\) .* \(9,\)"):
+        _core.sample_batch(x, np.repeat(one, 2), 3, 0, steps)
+
+
+def test_caching_the_packed_params_leaves_the_dataclass_as_it_was() -> None:
+    p = P(top_k=5, top_p=0.7)
+    before = (hash(p), repr(p))
+    S.sample(np.zeros(10, np.float32), p, seed=0)
+    S.sample(np.zeros((3, 10), np.float32), p, seed=0)
+    assert (hash(p), repr(p)) == before and p == P(top_k=5, top_p=0.7)
+
+
+def test_keys_as_ints_arrays_and_scalars_agree_and_bad_keys_are_named() -> None:
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((4, 300)).astype(np.float32)
+    ref = S.sample(x, seed=np.full(4, 5, np.uint64), stream=np.arange(4, dtype=np.uint64),
+                   step=np.full(4, 2, np.uint64))
+    for seed in (5, np.int64(5), np.uint64(5), np.array(5), [5, 5, 5, 5], np.full(4, 5, np.int32)):
+        got = S.sample(x, seed=seed, stream=[0, 1, 2, 3], step=np.int16(2))
+        np.testing.assert_array_equal(got, ref)
+    big = S.sample(x, seed=2**64 - 1, stream=np.full(4, 2**64 - 1, np.uint64), step=0)
+    assert big.shape == (4,)
+    with pytest.raises(ValueError, match=r"step values must be in \[0, 2\*\*64\), got -1\.\.3"):
+        S.sample(x, seed=0, step=np.array([0, -1, 3, 2]))
+    with pytest.raises(ValueError, match=r"seed must be in \[0, 2\*\*64\), got 18446744073709551616"):
+        S.sample(x, seed=2**64)
+    with pytest.raises(ValueError, match="stream must be an int in .* got True"):
+        S.sample(x, seed=0, stream=True)
+    with pytest.raises(ValueError, match=r"seed must be an int in .* got \[0\.5\]"):
+        S.sample(x, seed=[0.5])
+    with pytest.raises(ValueError, match=r"stream must be an int or have shape \(4,\), got shape"):
+        S.sample(x, seed=0, stream=np.zeros((2, 2), np.uint64))
+    from aigc_engine.errors import ConfigError
+
+    with pytest.raises(ConfigError):
+        S.sample(x, seed=-3)

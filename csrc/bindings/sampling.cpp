@@ -1,6 +1,11 @@
 // Bindings of csrc/sampling (registered by module.cpp). Argument conversion
 // and checks of shapes here; the work runs with the GIL released and touches
 // no Python object. Parameter semantics are documented in aigc_engine/sampling.py.
+//
+// Per-row parameters arrive packed: a numpy array of SAMPLING_PARAMS_DTYPE
+// (the layout of sampling::SamplingParams, registered below), of one entry
+// for every row or one per row. Draw keys (seed, stream, step) arrive each as
+// an int or an integer array of one value per row, converted here.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -21,9 +26,16 @@ namespace aigc::bindings {
 namespace {
 
 using sampling::Batch;
+using sampling::SamplingParams;
 
 template <class T>
 using Arr = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+// A bad argument of a call (shape, type, range): aigc_engine.errors.ConfigError.
+class ArgumentError : public std::invalid_argument {
+ public:
+  explicit ArgumentError(const std::string& what) : std::invalid_argument(what) {}
+};
 
 std::string shape_str(const py::array& a) {
   std::string s = "(";
@@ -34,70 +46,123 @@ std::string shape_str(const py::array& a) {
 template <class T>
 void check_vector(const Arr<T>& a, py::ssize_t rows, const char* name) {
   if (a.ndim() != 1 || a.shape(0) != rows)
-    throw std::invalid_argument(std::string(name) + " must have shape (" + std::to_string(rows) +
-                                ",), got " + shape_str(a));
+    throw ArgumentError(std::string(name) + " must have shape (" + std::to_string(rows) +
+                        ",), got " + shape_str(a));
+}
+
+// One of the keys: an int for every row, or an integer array of `rows` values
+// in [0, 2**64) (signed arrays are checked, then read as uint64).
+struct KeyArg {
+  sampling::KeyColumn column;
+  py::object keep;  // the array read by column.values
+};
+
+[[noreturn]] void bad_key_type(const py::handle& value, const char* name) {
+  throw ArgumentError(std::string(name) + " must be an int in [0, 2**64) or an array of them, got " +
+                      std::string(py::repr(value)));
+}
+
+KeyArg key_arg(const py::handle& value, py::ssize_t rows, const char* name) {
+  KeyArg k;
+  PyObject* o = value.ptr();
+  if (PyLong_Check(o) && !PyBool_Check(o)) {
+    const unsigned long long v = PyLong_AsUnsignedLongLong(o);
+    if (v == static_cast<unsigned long long>(-1) && PyErr_Occurred()) {
+      PyErr_Clear();
+      throw ArgumentError(std::string(name) + " must be in [0, 2**64), got " +
+                          std::string(py::str(value)));
+    }
+    k.column.value = v;
+    return k;
+  }
+  if (PyBool_Check(o)) bad_key_type(value, name);
+  py::array arr = py::array::ensure(value);
+  if (!arr) {
+    PyErr_Clear();
+    bad_key_type(value, name);
+  }
+  const char kind = arr.dtype().kind();
+  if (kind != 'i' && kind != 'u') bad_key_type(value, name);
+  const bool scalar = arr.ndim() == 0;
+  if (!scalar && (arr.ndim() != 1 || arr.shape(0) != rows))
+    throw ArgumentError(std::string(name) + " must be an int or have shape (" +
+                        std::to_string(rows) + ",), got shape " + shape_str(arr));
+  if (kind == 'u') {
+    auto u = Arr<std::uint64_t>::ensure(arr);
+    if (!u) throw py::error_already_set();
+    if (scalar) {
+      k.column.value = *u.data();
+    } else {
+      k.column.values = u.data();
+      k.keep = std::move(u);
+    }
+    return k;
+  }
+  auto s = Arr<std::int64_t>::ensure(arr);
+  if (!s) throw py::error_already_set();
+  const std::int64_t* v = s.data();
+  const py::ssize_t len = scalar ? 1 : rows;
+  std::int64_t lo = 0, hi = 0;
+  for (py::ssize_t r = 0; r < len; ++r) {
+    lo = r == 0 || v[r] < lo ? v[r] : lo;
+    hi = r == 0 || v[r] > hi ? v[r] : hi;
+  }
+  if (len > 0 && lo < 0)
+    throw ArgumentError(std::string(name) + (scalar ? " must be in [0, 2**64), got " + std::to_string(lo)
+                                                    : " values must be in [0, 2**64), got " +
+                                                          std::to_string(lo) + ".." + std::to_string(hi)));
+  if (scalar) {
+    k.column.value = static_cast<std::uint64_t>(v[0]);
+  } else {
+    k.column.values = reinterpret_cast<const std::uint64_t*>(v);  // checked >= 0
+    k.keep = std::move(s);
+  }
+  return k;
 }
 
 // Everything a batch call needs, converted and kept alive while the GIL is released.
 struct BatchArgs {
   Arr<float> logits;
-  Arr<float> temperature, top_p, min_p, repetition, presence, frequency;
-  Arr<std::int32_t> top_k;
+  Arr<SamplingParams> params;
   std::optional<Arr<std::int32_t>> history;
   std::optional<Arr<std::int64_t>> offsets;
   Batch batch;
 
-  BatchArgs(Arr<float> logits_, Arr<float> temperature_, Arr<std::int32_t> top_k_, Arr<float> top_p_,
-            Arr<float> min_p_, Arr<float> repetition_, Arr<float> presence_, Arr<float> frequency_,
+  BatchArgs(Arr<float> logits_, Arr<SamplingParams> params_,
             std::optional<Arr<std::int32_t>> history_, std::optional<Arr<std::int64_t>> offsets_)
       : logits(std::move(logits_)),
-        temperature(std::move(temperature_)),
-        top_p(std::move(top_p_)),
-        min_p(std::move(min_p_)),
-        repetition(std::move(repetition_)),
-        presence(std::move(presence_)),
-        frequency(std::move(frequency_)),
-        top_k(std::move(top_k_)),
+        params(std::move(params_)),
         history(std::move(history_)),
         offsets(std::move(offsets_)) {
     if (logits.ndim() != 2)
-      throw std::invalid_argument("logits must be a 2-D array (rows, vocab), got shape " +
-                                  shape_str(logits));
+      throw ArgumentError("logits must be a 2-D array (rows, vocab), got shape " +
+                          shape_str(logits));
     const py::ssize_t rows = logits.shape(0);
-    check_vector(temperature, rows, "temperature");
-    check_vector(top_k, rows, "top_k");
-    check_vector(top_p, rows, "top_p");
-    check_vector(min_p, rows, "min_p");
-    check_vector(repetition, rows, "repetition_penalty");
-    check_vector(presence, rows, "presence_penalty");
-    check_vector(frequency, rows, "frequency_penalty");
+    if (params.ndim() != 1 || (params.shape(0) != rows && params.shape(0) != 1))
+      throw ArgumentError("params must have shape (1,) (every row) or (" + std::to_string(rows) +
+                          ",) (one per row), got " + shape_str(params));
     if (history.has_value() != offsets.has_value())
-      throw std::invalid_argument("history and history_offsets must be given together");
+      throw ArgumentError("history and history_offsets must be given together");
     batch.logits = logits.data();
     batch.rows = rows;
     batch.n = logits.shape(1);
     batch.row_stride = logits.shape(1);
-    batch.params.temperature = temperature.data();
-    batch.params.top_k = top_k.data();
-    batch.params.top_p = top_p.data();
-    batch.params.min_p = min_p.data();
-    batch.params.repetition_penalty = repetition.data();
-    batch.params.presence_penalty = presence.data();
-    batch.params.frequency_penalty = frequency.data();
+    batch.params = params.data();
+    batch.params_stride = params.shape(0) == rows ? 1 : 0;
     if (history) {
       if (history->ndim() != 1)
-        throw std::invalid_argument("history must be 1-D (CSR tokens), got shape " + shape_str(*history));
+        throw ArgumentError("history must be 1-D (CSR tokens), got shape " + shape_str(*history));
       check_vector(*offsets, rows + 1, "history_offsets");
       const std::int64_t* off = offsets->data();
       if (off[0] != 0 || off[rows] != history->shape(0))
-        throw std::invalid_argument("history_offsets must start at 0 and end at len(history) = " +
-                                    std::to_string(history->shape(0)) + ", got " +
-                                    std::to_string(off[0]) + " and " + std::to_string(off[rows]));
+        throw ArgumentError("history_offsets must start at 0 and end at len(history) = " +
+                            std::to_string(history->shape(0)) + ", got " + std::to_string(off[0]) +
+                            " and " + std::to_string(off[rows]));
       for (py::ssize_t r = 0; r < rows; ++r)
         if (off[r + 1] < off[r])
-          throw std::invalid_argument("history_offsets must be non-decreasing, got " +
-                                      std::to_string(off[r]) + " then " + std::to_string(off[r + 1]) +
-                                      " at row " + std::to_string(r));
+          throw ArgumentError("history_offsets must be non-decreasing, got " +
+                              std::to_string(off[r]) + " then " + std::to_string(off[r + 1]) +
+                              " at row " + std::to_string(r));
       batch.history = history->data();
       batch.history_offsets = off;
     }
@@ -105,27 +170,33 @@ struct BatchArgs {
 };
 
 unsigned thread_arg(int threads) {
-  if (threads < 0) throw std::invalid_argument("threads must be >= 0 (0 = all cores), got " + std::to_string(threads));
+  if (threads < 0)
+    throw ArgumentError("threads must be an int >= 0 (0 = all cores), got " + std::to_string(threads));
   return static_cast<unsigned>(threads);
 }
+
+using OptHistory = std::optional<Arr<std::int32_t>>;
+using OptOffsets = std::optional<Arr<std::int64_t>>;
 
 }  // namespace
 
 void register_sampling(pybind11::module_& m) {
+  PYBIND11_NUMPY_DTYPE(SamplingParams, temperature, top_k, top_p, min_p, repetition_penalty,
+                       presence_penalty, frequency_penalty);
+  m.attr("SAMPLING_PARAMS_DTYPE") = py::dtype::of<SamplingParams>();
+  py::register_exception<ArgumentError>(
+      m, "SamplingArgumentError", py::module_::import("aigc_engine.errors").attr("ConfigError"));
+
   m.def(
       "sample_batch",
-      [](Arr<float> logits, Arr<float> temperature, Arr<std::int32_t> top_k, Arr<float> top_p,
-         Arr<float> min_p, Arr<float> repetition, Arr<float> presence, Arr<float> frequency,
-         Arr<std::uint64_t> seeds, Arr<std::uint64_t> streams, Arr<std::uint64_t> steps,
-         std::optional<Arr<std::int32_t>> history, std::optional<Arr<std::int64_t>> offsets,
+      [](Arr<float> logits, Arr<SamplingParams> params, const py::handle& seed,
+         const py::handle& stream, const py::handle& step, OptHistory history, OptOffsets offsets,
          int threads, const py::object& out) {
-        BatchArgs a(std::move(logits), std::move(temperature), std::move(top_k), std::move(top_p),
-                    std::move(min_p), std::move(repetition), std::move(presence),
-                    std::move(frequency), std::move(history), std::move(offsets));
+        BatchArgs a(std::move(logits), std::move(params), std::move(history), std::move(offsets));
         const py::ssize_t rows = a.batch.rows;
-        check_vector(seeds, rows, "seeds");
-        check_vector(streams, rows, "streams");
-        check_vector(steps, rows, "steps");
+        const KeyArg seeds = key_arg(seed, rows, "seed");
+        const KeyArg streams = key_arg(stream, rows, "stream");
+        const KeyArg steps = key_arg(step, rows, "step");
         // `out` is written in place, so it must be exactly the array the caller
         // holds: a conversion (another dtype, a strided view) would write a copy.
         py::array_t<std::int32_t, py::array::c_style> result;
@@ -133,45 +204,40 @@ void register_sampling(pybind11::module_& m) {
           result = py::array_t<std::int32_t, py::array::c_style>(rows);
         } else {
           if (!py::isinstance<py::array>(out))
-            throw std::invalid_argument("out must be a numpy int32 array, got " +
-                                        std::string(py::str(py::type::of(out).attr("__name__"))));
+            throw ArgumentError("out must be a numpy int32 array, got " +
+                                std::string(py::str(py::type::of(out).attr("__name__"))));
           py::array given = py::reinterpret_borrow<py::array>(out);
           if (!given.dtype().is(py::dtype::of<std::int32_t>()))
-            throw std::invalid_argument("out must have dtype int32, got " +
-                                        std::string(py::str(given.dtype())));
+            throw ArgumentError("out must have dtype int32, got " + std::string(py::str(given.dtype())));
           if (!(given.flags() & py::array::c_style))
-            throw std::invalid_argument("out must be C-contiguous (it is written in place)");
+            throw ArgumentError("out must be C-contiguous (it is written in place)");
           result = py::reinterpret_borrow<py::array_t<std::int32_t, py::array::c_style>>(given);
         }
         if (result.ndim() != 1 || result.shape(0) != rows)
-          throw std::invalid_argument("out must have shape (" + std::to_string(rows) + ",), got " +
-                                      shape_str(result));
-        if (!result.writeable()) throw std::invalid_argument("out must be writeable");
+          throw ArgumentError("out must have shape (" + std::to_string(rows) + ",), got " +
+                              shape_str(result));
+        if (!result.writeable()) throw ArgumentError("out must be writeable");
         const unsigned nthreads = thread_arg(threads);
+        const sampling::BatchKeys keys{seeds.column, streams.column, steps.column};
         std::int32_t* dst = result.mutable_data();
-        const std::uint64_t *sd = seeds.data(), *st = streams.data(), *sp = steps.data();
         {
           py::gil_scoped_release release;
-          sampling::sample_batch(a.batch, sd, st, sp, dst, nthreads);
+          sampling::sample_batch(a.batch, keys, dst, nthreads);
         }
         return result;
       },
-      py::arg("logits"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"),
-      py::arg("min_p"), py::arg("repetition_penalty"), py::arg("presence_penalty"),
-      py::arg("frequency_penalty"), py::arg("seeds"), py::arg("streams"), py::arg("steps"),
+      py::arg("logits"), py::arg("params"), py::arg("seed"), py::arg("stream"), py::arg("step"),
       py::arg("history") = py::none(), py::arg("history_offsets") = py::none(),
       py::arg("threads") = 0, py::arg("out") = py::none(),
-      "Draws one token per row (low level; see aigc_engine.sampling.sample).");
+      "Draws one token per row (low level; see aigc_engine.sampling.sample). params: "
+      "SAMPLING_PARAMS_DTYPE, shape (1,) or (rows,); seed, stream, step: ints or (rows,) integer "
+      "arrays in [0, 2**64).");
 
   m.def(
       "filter_batch",
-      [](Arr<float> logits, Arr<float> temperature, Arr<std::int32_t> top_k, Arr<float> top_p,
-         Arr<float> min_p, Arr<float> repetition, Arr<float> presence, Arr<float> frequency,
-         std::optional<Arr<std::int32_t>> history, std::optional<Arr<std::int64_t>> offsets,
+      [](Arr<float> logits, Arr<SamplingParams> params, OptHistory history, OptOffsets offsets,
          int threads, bool want_probs, bool want_kept) {
-        BatchArgs a(std::move(logits), std::move(temperature), std::move(top_k), std::move(top_p),
-                    std::move(min_p), std::move(repetition), std::move(presence),
-                    std::move(frequency), std::move(history), std::move(offsets));
+        BatchArgs a(std::move(logits), std::move(params), std::move(history), std::move(offsets));
         const py::ssize_t rows = a.batch.rows, n = a.batch.n;
         py::object probs = py::none(), kept = py::none();
         float* pp = nullptr;
@@ -193,9 +259,7 @@ void register_sampling(pybind11::module_& m) {
         }
         return py::make_tuple(probs, kept);
       },
-      py::arg("logits"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"),
-      py::arg("min_p"), py::arg("repetition_penalty"), py::arg("presence_penalty"),
-      py::arg("frequency_penalty"), py::arg("history") = py::none(),
+      py::arg("logits"), py::arg("params"), py::arg("history") = py::none(),
       py::arg("history_offsets") = py::none(), py::arg("threads") = 0,
       py::arg("want_probs") = true, py::arg("want_kept") = true,
       "The filtered distribution per row: (probs float32 | None, kept bool | None).");
@@ -221,12 +285,8 @@ void register_sampling(pybind11::module_& m) {
       "loop's incremental counts) applied to one float32 row.");
   m.def(
       "penalize_batch",
-      [](Arr<float> logits, Arr<float> temperature, Arr<std::int32_t> top_k, Arr<float> top_p,
-         Arr<float> min_p, Arr<float> repetition, Arr<float> presence, Arr<float> frequency,
-         std::optional<Arr<std::int32_t>> history, std::optional<Arr<std::int64_t>> offsets) {
-        BatchArgs a(std::move(logits), std::move(temperature), std::move(top_k), std::move(top_p),
-                    std::move(min_p), std::move(repetition), std::move(presence),
-                    std::move(frequency), std::move(history), std::move(offsets));
+      [](Arr<float> logits, Arr<SamplingParams> params, OptHistory history, OptOffsets offsets) {
+        BatchArgs a(std::move(logits), std::move(params), std::move(history), std::move(offsets));
         const py::ssize_t rows = a.batch.rows, n = a.batch.n;
         py::array_t<float> out({rows, n});
         float* dst = out.mutable_data();
@@ -241,7 +301,7 @@ void register_sampling(pybind11::module_& m) {
               hl = b.history_offsets[r + 1] - b.history_offsets[r];
             }
             try {
-              sampling::penalize_row(b.logits + r * n, n, b.params.row(r), h, hl, dst + r * n);
+              sampling::penalize_row(b.logits + r * n, n, b.row_params(r), h, hl, dst + r * n);
             } catch (const std::invalid_argument& e) {
               throw std::invalid_argument("row " + std::to_string(r) + ": " + e.what());
             }
@@ -249,9 +309,7 @@ void register_sampling(pybind11::module_& m) {
         }
         return out;
       },
-      py::arg("logits"), py::arg("temperature"), py::arg("top_k"), py::arg("top_p"),
-      py::arg("min_p"), py::arg("repetition_penalty"), py::arg("presence_penalty"),
-      py::arg("frequency_penalty"), py::arg("history") = py::none(),
+      py::arg("logits"), py::arg("params"), py::arg("history") = py::none(),
       py::arg("history_offsets") = py::none(), "The logits after the penalties only.");
 
   m.def(
@@ -270,6 +328,13 @@ void register_sampling(pybind11::module_& m) {
         return out;
       },
       py::arg("counter"), py::arg("key"), "One Philox4x32-10 block (known-answer tests).");
+
+  m.def(
+      "sampling_simd", []() { return std::string(sampling::simd_level()); },
+      "The instruction set of the sampler's CPU kernels in use (avx512, avx2, sse2 or generic); "
+      "set AIGC_SAMPLING_SIMD before the first draw to pick a narrower one.");
+  m.def("sampling_simd_levels", &sampling::simd_levels,
+        "Every instruction set the sampler was built for, best first, as (name, runs here).");
 
   m.def("scratch_bytes", &sampling::scratch_bytes, py::arg("n"),
         "Bytes of scratch space sample_row needs for a row of n scores.");

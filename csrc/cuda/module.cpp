@@ -47,10 +47,8 @@ T* ptr(std::uintptr_t p) {
   return reinterpret_cast<T*>(p);
 }
 
-void launch(std::uintptr_t logits, std::int64_t rows, std::int64_t vocab, std::uintptr_t temperature,
-            std::uintptr_t top_k, std::uintptr_t top_p, std::uintptr_t min_p,
-            std::uintptr_t repetition_penalty, std::uintptr_t presence_penalty,
-            std::uintptr_t frequency_penalty, std::uintptr_t seed, std::uintptr_t stream,
+void launch(std::uintptr_t logits, std::int64_t rows, std::int64_t vocab, std::uintptr_t params,
+            std::uintptr_t seed, std::uintptr_t stream,
             std::uintptr_t step, std::uintptr_t history, std::int64_t history_len,
             std::uintptr_t workspace, std::uintptr_t status_ptr, std::uintptr_t out,
             std::uintptr_t probs, std::uintptr_t cuda_stream, int device) {
@@ -63,13 +61,7 @@ void launch(std::uintptr_t logits, std::int64_t rows, std::int64_t vocab, std::u
   a.logits = ptr<const float>(logits);
   a.rows = rows;
   a.vocab = vocab;
-  a.temperature = ptr<const float>(temperature);
-  a.top_k = ptr<const std::int32_t>(top_k);
-  a.top_p = ptr<const float>(top_p);
-  a.min_p = ptr<const float>(min_p);
-  a.repetition_penalty = ptr<const float>(repetition_penalty);
-  a.presence_penalty = ptr<const float>(presence_penalty);
-  a.frequency_penalty = ptr<const float>(frequency_penalty);
+  a.params = ptr<const aigc::sampling::SamplingParams>(params);
   a.seed = ptr<const std::int64_t>(seed);
   a.stream = ptr<const std::int64_t>(stream);
   a.step = ptr<const std::int64_t>(step);
@@ -98,10 +90,9 @@ PYBIND11_MODULE(_cuda, m) {
   m.def("status", &status, "(usable, reason): whether the kernels can run on this machine.");
   m.def("workspace_floats", &aigc::cuda::workspace_floats, py::arg("rows"), py::arg("vocab"));
   m.def("launch", &launch, py::arg("logits"), py::arg("rows"), py::arg("vocab"),
-        py::arg("temperature"), py::arg("top_k"), py::arg("top_p"), py::arg("min_p"),
-        py::arg("repetition_penalty"), py::arg("presence_penalty"), py::arg("frequency_penalty"),
-        py::arg("seed"), py::arg("stream"), py::arg("step"), py::arg("history"),
+        py::arg("params"), py::arg("seed"), py::arg("stream"), py::arg("step"), py::arg("history"),
         py::arg("history_len"), py::arg("workspace"), py::arg("status"), py::arg("out"),
         py::arg("probs"), py::arg("cuda_stream"), py::arg("device"),
-        "Enqueues the sampling kernel (device pointers as ints) on cuda_stream.");
+        "Enqueues the sampling kernel (device pointers as ints; params: one packed "
+        "sampling::SamplingParams per row) on cuda_stream.");
 }

@@ -130,14 +130,7 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
   const std::int64_t r = blockIdx.x;
   const std::int64_t n = a.vocab;
   const int tid = threadIdx.x;
-  SamplingParams p;
-  p.temperature = a.temperature[r];
-  p.top_k = a.top_k[r];
-  p.top_p = a.top_p[r];
-  p.min_p = a.min_p[r];
-  p.repetition_penalty = a.repetition_penalty[r];
-  p.presence_penalty = a.presence_penalty[r];
-  p.frequency_penalty = a.frequency_penalty[r];
+  const SamplingParams p = a.params[r];
 
   auto fail = [&](int code) {
     if (tid == 0) {
@@ -262,7 +255,7 @@ __global__ void __launch_bounds__(kThreads) sampling_kernel(LaunchArgs a) {
   const std::uint64_t stream = static_cast<std::uint64_t>(a.stream ? a.stream[r] : 0);
   const std::uint64_t step = static_cast<std::uint64_t>(a.step ? a.step[r] : 0);
   // A draw with top-p alone and p >= 0.5: by rejection, as draw_top_p in
-  // sampling.cpp (a drawn token is in the top-p set iff the mass above its
+  // draw.inc (a drawn token is in the top-p set iff the mass above its
   // weight is below p * z; else the next round draws from the weights above
   // it), then, after kRejectRounds rejections, by the exact threshold below.
   int draw_round = 0;

@@ -6,6 +6,8 @@
 
 #include <cuda_runtime_api.h>
 
+#include "sampling/sampling.hpp"
+
 namespace aigc::cuda {
 
 // Error codes written to status[row] (0 = ok): 1..6 = sampling::ParamError,
@@ -16,7 +18,8 @@ constexpr int kErrNoFinite = 12;
 constexpr int kErrHistory = 13;
 
 // One launch over `rows` rows of `vocab` float32 scores (row-major, all device
-// pointers). Per-row parameters as in sampling::BatchParams; keys as int64
+// pointers). Per-row parameters packed, one sampling::SamplingParams per row
+// (the layout every face shares); keys as int64
 // read as uint64; history is (rows, history_len) int64, negative = padding.
 // workspace holds workspace_floats(rows, vocab) floats. Exactly one of out
 // (rows int64 tokens) and probs (rows x vocab float32) is non-null.
@@ -24,13 +27,7 @@ struct LaunchArgs {
   const float* logits = nullptr;
   std::int64_t rows = 0;
   std::int64_t vocab = 0;
-  const float* temperature = nullptr;
-  const std::int32_t* top_k = nullptr;
-  const float* top_p = nullptr;
-  const float* min_p = nullptr;
-  const float* repetition_penalty = nullptr;
-  const float* presence_penalty = nullptr;
-  const float* frequency_penalty = nullptr;
+  const sampling::SamplingParams* params = nullptr;
   const std::int64_t* seed = nullptr;
   const std::int64_t* stream = nullptr;
   const std::int64_t* step = nullptr;

@@ -1,5 +1,5 @@
 #pragma once
-// Per-row arithmetic shared by the CPU sampler (sampling.cpp) and the CUDA
+// Per-row arithmetic shared by the CPU sampler (csrc/sampling) and the CUDA
 // kernels (csrc/cuda/sampling_kernels.cu): the counter-based generator, the
 // exponential used for every probability weight, the penalty formula, the
 // parameter checks and the order-preserving float keys. Everything here is a

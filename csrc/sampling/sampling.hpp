@@ -3,9 +3,14 @@
 //
 // This header is the interface between the sampling core (csrc/sampling) and
 // its users (the n-gram generation loop, the bindings, the CUDA kernels). The
-// sampling work implements it; signatures here are fixed, additions are fine.
+// sampling work implements it; signatures here are fixed, additions are fine
+// (issue 15 changed one: batches take packed parameters and keys).
 #include <cstddef>
 #include <cstdint>
+#include <string>
+#include <type_traits>
+#include <utility>
+#include <vector>
 
 namespace aigc::sampling {
 
@@ -22,6 +27,8 @@ struct SamplingParams {
   float presence_penalty = 0.0f;
   float frequency_penalty = 0.0f;
 };
+static_assert(std::is_standard_layout<SamplingParams>::value && sizeof(SamplingParams) == 28,
+              "SamplingParams is the packed parameter layout of every face: 7 x 4 bytes");
 
 // Where the randomness of one draw comes from: a counter-based generator keyed
 // by (seed, stream) and advanced by step, so a draw depends on these three
@@ -31,6 +38,8 @@ struct DrawKey {
   std::uint64_t stream = 0;
   std::uint64_t step = 0;
 };
+static_assert(std::is_standard_layout<DrawKey>::value && sizeof(DrawKey) == 24,
+              "DrawKey: three uint64 values");
 
 // Samples one index in [0, n) from a row of n unnormalised natural-log scores
 // (logits; -inf = impossible). `history` (may be null when history_len == 0)
@@ -61,36 +70,42 @@ void penalize_row(const float* logits, std::int64_t n, const SamplingParams& par
                   const std::int32_t* history, std::int64_t history_len, float* out);
 
 // A batch of `rows` rows of n scores, row r at logits + r * row_stride.
-// Per-row parameter arrays (structure of arrays, each of length rows).
+// The parameters of row r are params[r * params_stride] (params_stride 0:
+// one SamplingParams for every row): the packed layout that the bindings,
+// the CUDA kernels and the Python faces share (aigc_engine.sampling.PARAMS_DTYPE
+// is derived from this struct).
 // History in CSR form: the ids of row r are history[history_offsets[r] ..
 // history_offsets[r + 1]); history and history_offsets may both be null.
-struct BatchParams {
-  const float* temperature = nullptr;
-  const std::int32_t* top_k = nullptr;
-  const float* top_p = nullptr;
-  const float* min_p = nullptr;
-  const float* repetition_penalty = nullptr;
-  const float* presence_penalty = nullptr;
-  const float* frequency_penalty = nullptr;
-  SamplingParams row(std::int64_t r) const;
-};
-
 struct Batch {
   const float* logits = nullptr;
   std::int64_t rows = 0;
   std::int64_t n = 0;
   std::int64_t row_stride = 0;
-  BatchParams params;
+  const SamplingParams* params = nullptr;
+  std::int64_t params_stride = 1;
   const std::int32_t* history = nullptr;
   const std::int64_t* history_offsets = nullptr;
+  const SamplingParams& row_params(std::int64_t r) const { return params[r * params_stride]; }
+};
+
+// One part of the draw keys of a batch: `value` for every row, or values[r]
+// where values is not null.
+struct KeyColumn {
+  std::uint64_t value = 0;
+  const std::uint64_t* values = nullptr;
+  std::uint64_t at(std::int64_t r) const { return values ? values[r] : value; }
+};
+
+struct BatchKeys {
+  KeyColumn seed, stream, step;
+  DrawKey row(std::int64_t r) const { return DrawKey{seed.at(r), stream.at(r), step.at(r)}; }
 };
 
 // Draws one token per row into out[rows]: the draw of row r is keyed by
-// (seeds[r], streams[r], steps[r]). Rows are spread over up to `threads`
-// threads (0 = hardware concurrency); the result does not depend on it.
-// An error in any row (std::invalid_argument naming the row) fails the call.
-void sample_batch(const Batch& batch, const std::uint64_t* seeds, const std::uint64_t* streams,
-                  const std::uint64_t* steps, std::int32_t* out, unsigned threads);
+// keys.row(r). Rows are spread over up to `threads` threads (0 = hardware
+// concurrency); the result does not depend on it. An error in any row
+// (std::invalid_argument naming the row) fails the call.
+void sample_batch(const Batch& batch, const BatchKeys& keys, std::int32_t* out, unsigned threads);
 
 // filter_row over a batch; probs and kept (rows x n, row-major, may be null).
 void filter_batch(const Batch& batch, float* probs, std::uint8_t* kept, unsigned threads);
@@ -106,6 +121,15 @@ void penalize_counts(float* row, std::int64_t n, const std::int32_t* ids, std::i
 
 // The uniform number in [0, 1) a draw with this key uses (for tests).
 double draw_uniform_of(const DrawKey& key);
+
+// The instruction set of the CPU kernels in use: "avx512", "avx2", "sse2"
+// (x86-64) or "generic". Chosen once per process: the best one the CPU runs,
+// or the one the environment variable AIGC_SAMPLING_SIMD names if it runs
+// here. Every level gives the same bits.
+const char* simd_level();
+
+// Every level compiled in, best first, with whether this CPU runs it.
+std::vector<std::pair<std::string, bool>> simd_levels();
 
 // The raw Philox4x32-10 block for a counter and key (known-answer tests).
 void philox4x32_10_block(const std::uint32_t counter[4], const std::uint32_t key[2],
