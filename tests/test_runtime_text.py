@@ -55,6 +55,17 @@ def models(engine: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, A
         out[key + "/onnx"] = engine.load(gen.export(root / key, format="onnx"))
     out["transformer/int8"] = engine.load(
         out["transformer"].export(root / "int8", format="onnx", quantize="int8"))
+    # A decoder of plain ONNX operators (present = past + new), as other plugins' graphs
+    # or bundles exported before the fused attention: the runtime's other step path.
+    from aigc_engine.onnx_export import export_text_model
+    from aigc_engine.plugins.transformer.export import DecoderGraph
+
+    gpt = out["transformer"]
+    _, cfg = gpt.onnx_graph()
+    plain = export_text_model(DecoderGraph(gpt.gpt, fused=False),
+                              cfg.replace(shared_cache=False), gpt.tokenizer,
+                              reference=gpt.net)
+    out["transformer-plain/onnx"] = engine.load(plain.save(root / "plain"))
     out["root"] = root
     return out
 
@@ -111,6 +122,17 @@ def test_greedy_generations_equal_torch_token_for_token(models: dict[str, Any],
     assert onnx.generate(reqs[3]).choices[0].token_ids == want[3]  # alone too
 
 
+def test_a_plain_decoder_graph_generates_as_torch(models: dict[str, Any]) -> None:
+    """The step path of decoders without the fused attention (their cache passed as
+    the past): greedy ids equal torch's for 20 prompts, the window sliding."""
+    reqs = [TextRequest.build(p, max_tokens=40, temperature=0, seed=0, stop_at_eos=False)
+            for p in PROMPTS]
+    plain = models["transformer-plain/onnx"]
+    assert not plain.cfg.shared_cache and models["transformer/onnx"].cfg.shared_cache
+    assert _batched_ids(plain.token_model(), reqs) == \
+        _batched_ids(models["transformer"].token_model(), reqs)
+
+
 @pytest.mark.parametrize("key", ["transformer", "lstm"])
 def test_seeded_sampling_equals_torch_and_batches(models: dict[str, Any], key: str) -> None:
     # The same sampler and keys on logits equal within 1e-4: a draw could differ only
@@ -128,7 +150,7 @@ def test_seeded_sampling_equals_torch_and_batches(models: dict[str, Any], key: s
     assert together == alone
 
 
-@pytest.mark.parametrize("key", list(TINY))
+@pytest.mark.parametrize("key", [*TINY, "transformer-plain"])
 def test_rows_do_not_depend_on_their_batch(models: dict[str, Any], key: str) -> None:
     """Bitwise: each request's tokens and log-probabilities decoded alone equal those
     it gets in a batch with others of other lengths (prefill, steps, rows leaving as
