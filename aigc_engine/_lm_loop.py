@@ -23,6 +23,7 @@ from .training import (
     load_checkpoint,
     loss_curve,
     lr_at,
+    refuse_other_run,
     resume_path,
     save_checkpoint,
     torch_threads,
@@ -185,13 +186,8 @@ def train_lm(model: torch.nn.Module, train: torch.Tensor, valid: torch.Tensor | 
             raise ConfigError(
                 f"checkpoint {str(resume)!r} holds a model with config {meta.get('model_config')}, "
                 f"not {model_config}")
-        saved = meta.get("run", run_options)
-        if saved != run_options:
-            diff = ", ".join(f"{k}={saved.get(k)} (now {v})" for k, v in run_options.items()
-                             if saved.get(k) != v)
-            raise ConfigError(
-                f"checkpoint {str(resume)!r} comes from a run with other batches: {diff}; "
-                "resume with the options it was trained with, or start afresh without resume")
+        refuse_other_run(resume, meta.get("run", run_options), run_options,
+                         "a run with other batches")
 
     if resume is not None:
         meta, tensors = load_checkpoint(resume, modules={"model": model},

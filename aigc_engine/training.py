@@ -287,6 +287,19 @@ def save_checkpoint(path: Path, *, modules: Mapping[str, torch.nn.Module],
     return atomic_save_file(tensors, path, metadata)
 
 
+def refuse_other_run(path: Path | None, saved: Mapping[str, Any], now: Mapping[str, Any],
+                     what: str) -> None:
+    """Raise :class:`ConfigError` naming every option of ``now`` that the checkpoint at
+    ``path`` (trained with ``saved``) had otherwise; ``what`` says what differs."""
+    if saved == now:
+        return
+    diff = ", ".join(f"{k}={saved.get(k)!r} (now {v!r})" for k, v in now.items()
+                     if saved.get(k) != v)
+    raise ConfigError(
+        f"checkpoint {str(path)!r} comes from {what}: {diff}; resume with the options it "
+        "was trained with, or start afresh without resume")
+
+
 def load_checkpoint(path: Path, *, modules: Mapping[str, torch.nn.Module],
                     optimizers: Mapping[str, torch.optim.Optimizer],
                     fmt: str = CHECKPOINT_FORMAT,

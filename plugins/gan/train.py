@@ -28,7 +28,13 @@ from safetensors.torch import load_file
 
 from aigc_engine.distributed import World, sync_batchnorm, unsync_batchnorm
 from aigc_engine.plugin_api import ConfigError, ModelFormatError, Progress
-from aigc_engine.training import Budget, atomic_save_file, optimizer_tensors, restore_optimizer
+from aigc_engine.training import (
+    Budget,
+    atomic_save_file,
+    optimizer_tensors,
+    refuse_other_run,
+    restore_optimizer,
+)
 
 from .nets import DCGANDiscriminator, DCGANGenerator, d_loss, g_loss
 
@@ -165,12 +171,8 @@ class Trainer:
         if meta.get("format") != "aigc-gan-checkpoint-1":
             raise ModelFormatError(f"{str(path)!r} is not a GAN checkpoint")
         saved = json.loads(meta.get("config", "{}"))
-        if saved and self.run_config and saved != self.run_config:
-            diff = ", ".join(f"{k}={saved.get(k)!r} (now {v!r})"
-                             for k, v in self.run_config.items() if saved.get(k) != v)
-            raise ConfigError(
-                f"checkpoint {str(path)!r} comes from another GAN config: {diff}; resume with "
-                "the options it was trained with, or start afresh without resume")
+        if saved and self.run_config:
+            refuse_other_run(path, saved, self.run_config, "another GAN config")
         tensors = load_file(str(path))
         try:
             for prefix, module in self.modules():
