@@ -6,6 +6,7 @@
     python benchmarks/text_lm.py ngram
     python benchmarks/text_lm.py mix --first TRANSFORMER_BUNDLE [--order 8]
     python benchmarks/text_lm.py speed [--tokens 256]
+    python benchmarks/text_lm.py steps [--threads 2]
 
 The split is nanoGPT's: the first 90% of the characters of
 ``../shared/data/tinyshakespeare.txt`` train, the last 10% validate. Validation
@@ -28,6 +29,11 @@ heads, 384 dims, context 256) with random weights, batch 1, one thread, 256
 new tokens, top-k 50, through the engine's loop, against Hugging Face
 ``transformers`` ``generate`` on a GPT-2 model of the same shape (installed for
 the benchmark only), in the same run.
+
+``steps``: milliseconds per training step of the baby shape (batch 12, context
+64) through the same forward, loss, backward, clipping and AdamW as
+``train_lm``, eager and under ``torch.compile``, with AdamW's default (foreach)
+and fused implementations: what the ``compile`` option buys on this machine.
 
 Every figure is printed with the machine's load average (the machine is shared).
 """
@@ -58,7 +64,8 @@ def _data() -> Path:
 
 
 DATA = _data()
-BABY = {"n_layer": 4, "n_head": 4, "n_embd": 128, "context": 64, "dropout": 0.0,
+BABY = {"n_layer": 4, "n_head": 4, "n_embd": 128, "context": 64, "positions": "learned",
+        "dropout": 0.0,
         "batch_size": 12, "lr": 1e-3, "min_lr": 1e-4, "warmup_steps": 100, "beta2": 0.99,
         "max_steps": 2000, "eval_every": 500, "eval_windows": 200, "log_every": 100}
 
@@ -258,7 +265,7 @@ def cmd_speed(args: argparse.Namespace) -> None:
     torch.set_num_threads(1)
     text = DATA.read_text(encoding="utf-8")
     tok = CharTokenizer.from_text([text])
-    gen = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256)
+    gen = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256, positions="learned")
     torch.manual_seed(0)
     gen.tok = tok
     gen.net = GPT(gen.shape(tok.vocab_size)).eval()
@@ -299,6 +306,51 @@ def cmd_speed(args: argparse.Namespace) -> None:
           f"(CPU-second rates), {best['ours'][1] / best['hf'][1]:.2f} (wall); target >= 1.5")
 
 
+def _baby_step(model: Any, net: torch.nn.Module, opt: torch.optim.Optimizer,
+               data: torch.Tensor) -> None:
+    """One training step of train_lm's kind: 12 windows of 64 tokens, loss, backward,
+    clipping, AdamW."""
+    import torch.nn.functional as F
+
+    ix = torch.randint(len(data) - 65, (12,))
+    rows = data[ix[:, None] + torch.arange(65)]
+    logits = model(rows[:, :-1])
+    F.cross_entropy(logits.reshape(-1, 66), rows[:, 1:].reshape(-1)).backward()
+    torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+
+
+def cmd_steps(args: argparse.Namespace) -> None:
+    from aigc_engine.plugins.transformer.nets import GPT, GPTShape
+
+    torch.set_num_threads(args.threads)
+    data = torch.randint(0, 65, (200_000,), generator=torch.Generator().manual_seed(0))
+    for compile in (False, True):
+        for fused in (False, True):
+            torch.manual_seed(0)
+            net = GPT(GPTShape(vocab_size=66, context=64, n_layer=4, n_head=4, n_embd=128))
+            groups = [{"params": [p for p in net.parameters() if p.dim() >= 2],
+                       "weight_decay": 0.1},
+                      {"params": [p for p in net.parameters() if p.dim() < 2],
+                       "weight_decay": 0.0}]
+            opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), fused=fused)
+            model: Any = torch.compile(net) if compile else net
+
+            t0 = time.perf_counter()
+            for _ in range(10):
+                _baby_step(model, net, opt, data)
+            first = time.perf_counter() - t0
+            t0 = time.perf_counter()
+            for _ in range(150):
+                _baby_step(model, net, opt, data)
+            ms = (time.perf_counter() - t0) / 150 * 1e3
+            print(f"[steps] {'compiled' if compile else 'eager'}, "
+                  f"{'fused' if fused else 'foreach'} AdamW, {args.threads} threads: "
+                  f"{ms:.1f} ms per step ({12 * 64 / ms * 1e3:,.0f} tokens/s; first 10 steps "
+                  f"{first:.1f} s); {load()}", flush=True)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -320,9 +372,11 @@ def main() -> None:
     mx.add_argument("--order", type=int, default=8)
     sp = sub.add_parser("speed")
     sp.add_argument("--tokens", type=int, default=256)
+    st = sub.add_parser("steps")
+    st.add_argument("--threads", type=int, default=2)
     args = p.parse_args()
     {"baby": cmd_baby, "transformer": cmd_model, "lstm": cmd_model, "ngram": cmd_ngram,
-     "speed": cmd_speed, "mix": cmd_mix}[args.command](args)
+     "speed": cmd_speed, "mix": cmd_mix, "steps": cmd_steps}[args.command](args)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,8 @@ from aigc_engine.testing import isolated_engine  # noqa: E402
 TEXT = ["the quick brown fox jumps over the lazy dog."] * 24 + \
        ["a lazy dog sleeps under the brown tree."] * 16
 TINY = {
-    "transformer": {"n_layer": 2, "n_head": 2, "n_embd": 32, "context": 32},
+    "transformer": {"n_layer": 2, "n_head": 2, "n_embd": 32, "context": 32,
+                    "positions": "learned"},
     "transformer-rope": {"n_layer": 2, "n_head": 2, "n_embd": 32, "context": 32,
                          "positions": "rope"},
     "lstm": {"n_layer": 2, "n_embd": 32, "hidden": 48, "dropout": 0.0, "window": 32},

@@ -28,7 +28,8 @@ from aigc_engine.training import TrainingDivergedError
 TEXT = ["the quick brown fox jumps over the lazy dog."] * 24 + \
        ["a lazy dog sleeps under the brown tree."] * 16
 TINY: dict[str, dict[str, Any]] = {
-    "transformer": {"n_layer": 2, "n_head": 2, "n_embd": 32, "context": 32},
+    "transformer": {"n_layer": 2, "n_head": 2, "n_embd": 32, "context": 32,
+                    "positions": "learned"},
     "lstm": {"n_layer": 1, "n_embd": 32, "hidden": 64, "dropout": 0.0, "window": 32},
 }
 STEPS = {"transformer": 300, "lstm": 150}
@@ -108,6 +109,29 @@ def test_kv_cache_logits_equal_full_recomputation(positions: str) -> None:
     for r, ids in enumerate(joined.ids):
         with torch.no_grad():
             assert torch.allclose(out[r], net(torch.tensor([ids]))[0, -1], atol=1e-5)
+
+
+def test_step_follows_weights_changed_in_place() -> None:
+    """The step's (in, out) weight copies are made again after training changes a weight."""
+    torch.manual_seed(0)
+    net = GPT(GPTShape(vocab_size=20, context=12, n_layer=2, n_head=2, n_embd=16)).eval()
+    ids = torch.tensor([[1, 2, 3]])
+    _, cache = net.prefill(ids, 12)
+    net.step(torch.tensor([4]), cache)
+    with torch.no_grad():
+        for b in net.blocks:
+            b.attn.qkv.weight.mul_(1.5)  # as an optimiser step would
+            b.mlp.fc.weight.add_(0.1)
+    _, cache = net.prefill(ids, 12)
+    out = net.step(torch.tensor([4]), cache)
+    with torch.no_grad():
+        full = net(torch.tensor([[1, 2, 3, 4]]))[0, -1]
+    assert torch.allclose(out[0], full, atol=1e-5)
+    net.load_state_dict(GPT(net.shape).state_dict())  # another model's weights
+    _, cache = net.prefill(ids, 12)
+    out = net.step(torch.tensor([4]), cache)
+    with torch.no_grad():
+        assert torch.allclose(out[0], net(torch.tensor([[1, 2, 3, 4]]))[0, -1], atol=1e-5)
 
 
 def test_long_prompt_uses_the_documented_window(trained: dict[str, Any]) -> None:

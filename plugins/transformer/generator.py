@@ -33,16 +33,19 @@ class TransformerConfig(NeuralTextConfig):
     norms), ``positions`` ("learned" or "rope"); the tokenizer; and the training
     options of :class:`aigc_engine.training.TrainConfig` (not saved with the model).
 
-    The defaults are the measured best recipe for a character model on a 2-core
-    CPU within 600 s (see ``docs/text_models.md``)."""
+    The defaults are the best recipe measured for a character model on a 2-core
+    CPU within 600 s (``max_seconds=600``; see ``docs/text_models.md``): nanoGPT's
+    "baby" shape (4 layers, 4 heads, 128 dims) with a 128-token context, rotary
+    positions and ``lr`` 4e-3 (to ``min_lr`` 1e-4)."""
 
     n_layer: int = 4
     n_head: int = 4
     n_embd: int = 128
-    context: int = 64
+    context: int = 128
     dropout: float = 0.0
     bias: bool = False
-    positions: Literal["learned", "rope"] = "learned"
+    positions: Literal["learned", "rope"] = "rope"
+    lr: float = dataclasses.field(default=4e-3, compare=False, metadata={"training": True})
 
     def validate(self) -> None:
         super().validate()
