@@ -168,7 +168,8 @@ def main() -> None:
             from aigc_engine.plugins.transformer.generator import TransformerGenerator
             from aigc_engine.tokenizers import CharTokenizer
 
-            gpt = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256, threads=1)
+            gpt = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256, threads=1,
+                                       positions="learned")
             gpt.tok = CharTokenizer.from_text([(DATA / "tinyshakespeare.txt").read_text()])
             gpt.net = gpt.build(gpt.tok.vocab_size).eval()
             bundle = gpt.export(Path(tmp) / "gpt", format="onnx")

@@ -39,7 +39,8 @@ def timed(fn: Any, rounds: int) -> float:
 def gpt(vocab_tok: Any) -> Any:
     from aigc_engine.plugins.transformer.generator import TransformerGenerator
 
-    gen = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256, threads=1)
+    gen = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256, threads=1,
+                               positions="learned")
     gen.tok = vocab_tok
     gen.net = gen.build(vocab_tok.vocab_size).eval()
     return gen
