@@ -86,18 +86,22 @@ class Attention(nn.Module):
         self.dropout = s.dropout
         self.resid_drop = nn.Dropout(s.dropout)
 
-    def _heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        b, t, c = x.shape
-        q, k, v = self.qkv(x).view(b, t, 3, self.n_head, self.head_dim).permute(
-            2, 0, 3, 1, 4).unbind(0)
-        return q, k, v
+    def _heads(self, qkv: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None
+               ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """q, k, v (B, H, T, D) of a qkv projection (B, T, 3C), rotary positions applied
+        to q and k in one pass over both (half the operations of one pass each)."""
+        b, t, _ = qkv.shape
+        h = qkv.view(b, t, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4)
+        if rope is None:
+            q, k, v = h.unbind(0)
+            return q, k, v
+        q, k = apply_rope(h[:2], *rope).unbind(0)
+        return q, k, h[2]
 
     def forward(self, x: torch.Tensor, rope: tuple[torch.Tensor, torch.Tensor] | None = None
                 ) -> torch.Tensor:
         b, t, c = x.shape
-        q, k, v = self._heads(x)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k, v = self._heads(self.qkv(x), rope)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
                                            dropout_p=self.dropout if self.training else 0.0)
         out: torch.Tensor = self.resid_drop(self.proj(y.transpose(1, 2).reshape(b, t, c)))
@@ -107,9 +111,7 @@ class Attention(nn.Module):
                 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Like forward (eval), also returning this layer's keys and values (B, H, T, D)."""
         b, t, c = x.shape
-        q, k, v = self._heads(x)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k, v = self._heads(self.qkv(x), rope)
         y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
         return self.proj(y.transpose(1, 2).reshape(b, t, c)), k, v
 
@@ -121,10 +123,7 @@ class Attention(nn.Module):
 
         ``same`` >= 0: every row has that length (no mask needed)."""
         b = x.shape[0]
-        q, k, v = _times(x, qkv_t, self.qkv.bias).view(
-            b, 1, 3, self.n_head, self.head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-        if rope is not None:
-            q, k = apply_rope(q, *rope), apply_rope(k, *rope)
+        q, k, v = self._heads(_times(x, qkv_t, self.qkv.bias), rope)
         if same >= 0:
             kc[:, :, same] = k[:, :, 0]
             vc[:, :, same] = v[:, :, 0]
