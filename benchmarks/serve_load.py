@@ -165,13 +165,11 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         bundle = args.bundle
         if bundle is None and args.transformer:
-            from aigc_engine.plugins.transformer.generator import TransformerGenerator
+            from text_runtime import gpt as gpt10m  # the speed benchmarks' 10 M shape
+
             from aigc_engine.tokenizers import CharTokenizer
 
-            gpt = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256, threads=1,
-                                       positions="learned")
-            gpt.tok = CharTokenizer.from_text([(DATA / "tinyshakespeare.txt").read_text()])
-            gpt.net = gpt.build(gpt.tok.vocab_size).eval()
+            gpt = gpt10m(CharTokenizer.from_text([(DATA / "tinyshakespeare.txt").read_text()]))
             bundle = gpt.export(Path(tmp) / "gpt", format="onnx")
             print("serving an exported 6x384 GPT (context 256, 65 characters), onnxruntime "
                   "1 thread")

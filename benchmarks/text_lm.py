@@ -258,17 +258,15 @@ def cmd_mix(args: argparse.Namespace) -> None:
 
 
 def cmd_speed(args: argparse.Namespace) -> None:
-    from aigc_engine.plugins.transformer.generator import TransformerGenerator
-    from aigc_engine.plugins.transformer.nets import GPT
+    from text_runtime import gpt  # the same 10 M-parameter shape
+
     from aigc_engine.tokenizers import CharTokenizer
 
     torch.set_num_threads(1)
     text = DATA.read_text(encoding="utf-8")
     tok = CharTokenizer.from_text([text])
-    gen = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256, positions="learned")
     torch.manual_seed(0)
-    gen.tok = tok
-    gen.net = GPT(gen.shape(tok.vocab_size)).eval()
+    gen = gpt(tok)
     prompt = "\n"
     n = args.tokens
     print(f"[speed] {gen.parameters():,} parameters, vocab {tok.vocab_size}, batch 1, 1 thread")
@@ -322,6 +320,7 @@ def _baby_step(model: Any, net: torch.nn.Module, opt: torch.optim.Optimizer,
 
 
 def cmd_steps(args: argparse.Namespace) -> None:
+    from aigc_engine._lm_loop import _param_groups  # train_lm's weight-decay groups
     from aigc_engine.plugins.transformer.nets import GPT, GPTShape
 
     torch.set_num_threads(args.threads)
@@ -330,11 +329,8 @@ def cmd_steps(args: argparse.Namespace) -> None:
         for fused in (False, True):
             torch.manual_seed(0)
             net = GPT(GPTShape(vocab_size=66, context=64, n_layer=4, n_head=4, n_embd=128))
-            groups = [{"params": [p for p in net.parameters() if p.dim() >= 2],
-                       "weight_decay": 0.1},
-                      {"params": [p for p in net.parameters() if p.dim() < 2],
-                       "weight_decay": 0.0}]
-            opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99), fused=fused)
+            opt = torch.optim.AdamW(_param_groups(net, 0.1), lr=1e-3, betas=(0.9, 0.99),
+                                    fused=fused)
             model: Any = torch.compile(net) if compile else net
 
             t0 = time.perf_counter()

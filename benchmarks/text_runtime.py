@@ -37,6 +37,8 @@ def timed(fn: Any, rounds: int) -> float:
 
 
 def gpt(vocab_tok: Any) -> Any:
+    """The 10 M-parameter GPT shape of the speed benchmarks (6x384, context 256, learned
+    positions as GPT-2's), random weights, on ``vocab_tok``."""
     from aigc_engine.plugins.transformer.generator import TransformerGenerator
 
     gen = TransformerGenerator(n_layer=6, n_head=6, n_embd=384, context=256, threads=1,
