@@ -451,12 +451,14 @@ Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
       "another byte order, or a truncated file).");
   cls.def(
       "write_arpa",
-      [](PyNgram& self, const py::object& path) {
+      [](PyNgram& self, const py::object& path, unsigned threads) {
         std::string p = fspath(path);
         py::gil_scoped_release release;
-        self.model.write_arpa(p);
+        self.model.write_arpa(p, threads);
       },
-      py::arg("path"), "Writes the model as an ARPA file (loadable by KenLM).");
+      py::arg("path"), py::kw_only(), py::arg("threads") = 0,
+      "Writes the model as an ARPA file (loadable by KenLM); the lines are formatted on "
+      "`threads` threads (0 = all cores, at most 4), the bytes the same for any count.");
   cls.def(
       "save_binary",
       [](PyNgram& self, const py::object& path) {

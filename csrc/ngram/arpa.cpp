@@ -9,8 +9,10 @@
 #include <utility>
 
 #include "core_error.hpp"
+#include "ngram/arpa_lines.hpp"
 #include "ngram/io_util.hpp"
 #include "ngram/model.hpp"
+#include "parallel.hpp"
 
 namespace aigc::ngram {
 
@@ -80,8 +82,6 @@ std::pair<std::size_t, std::size_t> line_of(std::string_view text, std::size_t o
     if (text[i] == '\n') ++line, start = i + 1;
   return {line, offset - start + 1};
 }
-
-constexpr std::string_view kModeHeader = "# aigc-engine n-gram model: tokenizer=";
 
 // Splits on runs of spaces and tabs.
 std::size_t split_fields(std::string_view line, std::string_view* fields, std::size_t max_fields) {
@@ -166,8 +166,8 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
     if (!in.next(line)) in.fail_eof("the '\\data\\' header");
     std::string_view t = trim(line);
     if (t == "\\data\\") break;
-    if (t.substr(0, kModeHeader.size()) == kModeHeader) {
-      std::string_view m = trim(t.substr(kModeHeader.size()));
+    if (t.substr(0, kArpaModeHeader.size()) == kArpaModeHeader) {
+      std::string_view m = trim(t.substr(kArpaModeHeader.size()));
       if (m == "char")
         mode = TokenMode::kChar;
       else if (m == "word")
@@ -429,7 +429,7 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
   return m;
 }
 
-void Model::write_arpa(const std::string& path) const {
+void Model::write_arpa(const std::string& path, unsigned threads) const {
   // Never write what read_arpa refuses: check the values first.
   for (std::size_t k = 0; k < levels_.size(); ++k) {
     const Level& lv = levels_[k];
@@ -444,12 +444,9 @@ void Model::write_arpa(const std::string& path) const {
   }
   FileWriter out(path);
   const int n_order = order();
-  // KenLM's and SRILM's readers skip '#' lines before \data\; ours reads the mode.
-  std::string head = mode_ == TokenMode::kChar ? std::string(kModeHeader) + "char\n\n" : "";
-  head += "\\data\\\n";
-  for (int n = 1; n <= n_order; ++n)
-    head += "ngram " + std::to_string(n) + "=" + std::to_string(levels_[n - 1].size()) + "\n";
-  out.write(head);
+  std::vector<std::uint64_t> counts(levels_.size());
+  for (std::size_t k = 0; k < levels_.size(); ++k) counts[k] = levels_[k].size();
+  out.write(arpa_header(mode_, counts));
   std::vector<std::vector<std::uint32_t>> parent_of(n_order);
   for (int k = 1; k < n_order; ++k) {
     const Level& pl = levels_[k - 1];
@@ -457,35 +454,51 @@ void Model::write_arpa(const std::string& path) const {
     for (std::uint32_t q = 0; q < pl.size(); ++q)
       for (std::uint32_t c = pl.child[q]; c < pl.child[q + 1]; ++c) parent_of[k][c] = q;
   }
-  std::string buf;
-  char num[48];
+  // Chunks of each order's n-grams, formatted on worker threads and written in order.
+  constexpr std::uint32_t kChunk = 1 << 16;
+  struct Chunk {
+    int n;
+    std::uint32_t begin, end;
+  };
+  std::vector<Chunk> chunks;
   for (int n = 1; n <= n_order; ++n) {
-    out.write("\n\\" + std::to_string(n) + "-grams:\n");
-    const Level& lv = levels_[n - 1];
-    const bool with_backoff = n < n_order;
-    for (std::uint32_t i = 0; i < lv.size(); ++i) {
-      buf.clear();
-      buf.append(num, format_float(lv.prob[i], num));
-      buf.push_back('\t');
-      std::uint32_t ids[kMaxOrder];
-      std::uint32_t node = i;
-      for (int k = n; k-- > 0;) {
-        ids[k] = levels_[k].word[node];
-        if (k) node = parent_of[k][node];
-      }
-      for (int k = 0; k < n; ++k) {
-        if (k) buf.push_back(' ');
-        buf.append(vocab_.word(ids[k]));
-      }
-      if (with_backoff) {
-        buf.push_back('\t');
-        buf.append(num, format_float(lv.backoff[i], num));
-      }
-      buf.push_back('\n');
-      out.write(buf);
-    }
+    const std::uint32_t size = static_cast<std::uint32_t>(levels_[n - 1].size());
+    chunks.push_back({n, 0, std::min(size, kChunk)});
+    for (std::uint32_t b = kChunk; b < size; b += kChunk)
+      chunks.push_back({n, b, std::min(size, b + kChunk)});
   }
-  out.write("\n\\end\\\n");
+  threads = std::min(threads == 0 ? default_thread_count() : threads, 4u);
+  std::vector<ArpaLines> lines(threads, ArpaLines(vocab_, n_order));
+  ordered_chunks(
+      chunks.size(), threads,
+      [&](unsigned worker, std::size_t c, std::string& text) {
+        const Chunk& ch = chunks[c];
+        const int n = ch.n;
+        const Level& lv = levels_[n - 1];
+        if (ch.begin == 0) text += arpa_section(n);
+        // In blocks: the ids first, then the words' bytes (scattered over the
+        // vocabulary) are prefetched in two steps, then the lines are formatted.
+        constexpr std::uint32_t kBlock = 64;
+        std::uint32_t ids[kBlock][kMaxOrder];
+        for (std::uint32_t b = ch.begin; b < ch.end; b += kBlock) {
+          const std::uint32_t m = std::min(kBlock, ch.end - b);
+          for (std::uint32_t j = 0; j < m; ++j) {
+            std::uint32_t node = b + j;
+            for (int k = n; k-- > 0;) {
+              ids[j][k] = levels_[k].word[node];
+              if (k) node = parent_of[k][node];
+            }
+            for (int k = 0; k < n; ++k) vocab_.prefetch_word(ids[j][k], 1);
+          }
+          for (std::uint32_t j = 0; j < m; ++j)
+            for (int k = 0; k < n; ++k) vocab_.prefetch_word(ids[j][k], 2);
+          for (std::uint32_t j = 0; j < m; ++j)
+            lines[worker].append(text, n, ids[j], lv.prob[b + j],
+                                 n < n_order ? lv.backoff[b + j] : 0.0f);
+        }
+      },
+      [&](const std::string& text) { out.write(text); });
+  out.write(kArpaFooter);
   out.close();
 }
 

@@ -206,7 +206,7 @@ void estimate_to_arpa(std::string_view corpus, bool is_path, const std::string& 
       model.emplace(stages::estimate_in_memory(corpus, nullptr, plan, info));
     }
     plan.begin("writing ARPA");
-    model->write_arpa(arpa_path);
+    model->write_arpa(arpa_path, plan.threads);
     return;
   }
   Vocabulary vocab;
@@ -214,7 +214,7 @@ void estimate_to_arpa(std::string_view corpus, bool is_path, const std::string& 
   std::vector<bool> used_fallback;
   const std::size_t chunk = static_cast<std::size_t>(
       std::clamp<std::uint64_t>(options.memory / 64, 1 << 16, 4 << 20));
-  stages::ArpaSink sink(arpa_path, chunk, plan.threads > 1);
+  stages::ArpaSink sink(arpa_path, plan.mode, chunk, plan.threads > 1);
   stages::estimate_bounded(corpus, is_path, plan, options, vocab, sink, discounts, used_fallback,
                            info);
   stages::fill_info(info, discounts, used_fallback);

@@ -5,10 +5,12 @@
 #include <deque>
 #include <exception>
 #include <mutex>
+#include <optional>
 #include <string>
 #include <thread>
 
 #include "core_error.hpp"
+#include "ngram/arpa_lines.hpp"
 #include "ngram/estimate_stages.hpp"
 #include "ngram/io_util.hpp"
 
@@ -53,10 +55,11 @@ void TrieSink::finish() {
 }
 
 struct ArpaSink::Impl {
-  Impl(const std::string& path, std::size_t chunk_bytes, bool bg)
-      : out(path), chunk_words(std::max<std::size_t>(chunk_bytes / 4, 1024)), background(bg) {}
+  Impl(const std::string& path, TokenMode m, std::size_t chunk_bytes, bool bg)
+      : out(path), mode(m), chunk_words(std::max<std::size_t>(chunk_bytes / 4, 1024)), background(bg) {}
   FileWriter out;
-  const Vocabulary* vocab = nullptr;
+  TokenMode mode;
+  std::optional<ArpaLines> lines;
   std::vector<std::uint64_t> counts;
   int section = 0;  // the last order whose header is written
   std::string buf;
@@ -72,13 +75,9 @@ struct ArpaSink::Impl {
   std::exception_ptr error;
 
   void open_sections(int upto) {
-    while (section < upto) {
-      ++section;
-      buf += "\n\\" + std::to_string(section) + "-grams:\n";
-    }
+    while (section < upto) buf += arpa_section(++section);
   }
   void format(const std::vector<std::uint32_t>& recs) {
-    char num[48];
     std::size_t i = 0;
     while (i < recs.size()) {
       const int n = static_cast<int>(recs[i]);
@@ -88,17 +87,7 @@ struct ArpaSink::Impl {
       std::memcpy(&backoff, &recs[i + 2 + n], 4);
       i += 3 + static_cast<std::size_t>(n);
       open_sections(n);
-      buf.append(num, format_float(prob, num));
-      buf.push_back('\t');
-      for (int k = 0; k < n; ++k) {
-        if (k) buf.push_back(' ');
-        buf.append(vocab->word(ids[k]));
-      }
-      if (static_cast<std::size_t>(n) < counts.size()) {
-        buf.push_back('\t');
-        buf.append(num, format_float(backoff, num));
-      }
-      buf.push_back('\n');
+      lines->append(buf, n, ids, prob, backoff);
       if (buf.size() >= (1u << 20)) {
         out.write(buf);
         buf.clear();
@@ -158,20 +147,18 @@ struct ArpaSink::Impl {
   }
 };
 
-ArpaSink::ArpaSink(const std::string& path, std::size_t chunk_bytes, bool background)
-    : impl_(new Impl(path, chunk_bytes, background)) {}
+ArpaSink::ArpaSink(const std::string& path, TokenMode mode, std::size_t chunk_bytes,
+                   bool background)
+    : impl_(new Impl(path, mode, chunk_bytes, background)) {}
 ArpaSink::~ArpaSink() {
   impl_->stop();
   delete impl_;
 }
 
 void ArpaSink::start(const Vocabulary& vocab, const std::vector<std::uint64_t>& counts) {
-  impl_->vocab = &vocab;
+  impl_->lines.emplace(vocab, static_cast<int>(counts.size()));
   impl_->counts = counts;
-  std::string head = "\\data\\\n";
-  for (std::size_t n = 1; n <= counts.size(); ++n)
-    head += "ngram " + std::to_string(n) + "=" + std::to_string(counts[n - 1]) + "\n";
-  impl_->out.write(head);
+  impl_->out.write(arpa_header(impl_->mode, counts));
   impl_->chunk.reserve(impl_->chunk_words + 16);
   if (impl_->background) impl_->worker = std::thread([this] { impl_->run(); });
 }
@@ -196,7 +183,7 @@ void ArpaSink::finish() {
   s.stop();
   if (s.error) std::rethrow_exception(s.error);
   s.open_sections(static_cast<int>(s.counts.size()));
-  s.buf += "\n\\end\\\n";
+  s.buf += kArpaFooter;
   s.out.write(s.buf);
   s.buf.clear();
   s.out.close();

@@ -190,12 +190,12 @@ class TrieSink : public GramSink {
   std::vector<std::uint64_t> counts_;
 };
 
-// Writes an ARPA file, byte for byte as Model::write_arpa. With
+// Writes an ARPA file, byte for byte as Model::write_arpa of a model in `mode`. With
 // `background`, the lines are formatted and written on a thread of their own
 // from chunks of about `chunk_bytes` of binary records.
 class ArpaSink : public GramSink {
  public:
-  ArpaSink(const std::string& path, std::size_t chunk_bytes, bool background);
+  ArpaSink(const std::string& path, TokenMode mode, std::size_t chunk_bytes, bool background);
   ~ArpaSink() override;
   void start(const Vocabulary& vocab, const std::vector<std::uint64_t>& counts) override;
   void add(int n, const std::uint32_t* ids, float prob, float backoff,

@@ -132,8 +132,9 @@ class Model {
   // Building and I/O.
   static Model read_arpa(const std::string& path);
   static Model parse_arpa(std::string_view text, const std::string& name);
-  void write_arpa(const std::string& path) const;
-  std::string to_arpa() const;
+  // Lines are formatted on `threads` threads (0 = all cores, at most 4) and
+  // written in order: the bytes do not depend on it.
+  void write_arpa(const std::string& path, unsigned threads = 0) const;
   void save_binary(const std::string& path) const;
   static Model load_binary(const std::string& path);
 

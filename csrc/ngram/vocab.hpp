@@ -38,6 +38,14 @@ class Vocabulary {
   std::string_view word(std::uint32_t id) const {
     return std::string_view(arena_.data() + offsets_[id], offsets_[id + 1] - offsets_[id]);
   }
+  // Hints the cache about where word(id) is: its offset (step 1), then its
+  // bytes (step 2, once the offset is likely cached).
+  void prefetch_word(std::uint32_t id, int step) const {
+    if (step == 1)
+      __builtin_prefetch(offsets_.data() + id);
+    else
+      __builtin_prefetch(arena_.data() + offsets_[id]);
+  }
   std::size_t size() const { return offsets_.size() - 1; }
   void reserve(std::size_t words, std::size_t bytes);
 

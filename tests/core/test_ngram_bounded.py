@@ -52,7 +52,12 @@ def test_bounded_pruned_and_char_mode(tmp_path: Path) -> None:
         assert b.counts == a.counts
         assert arpa_bytes(a, tmp_path / "a.arpa") == arpa_bytes(b, tmp_path / "b.arpa")
         assert b.discounts == a.discounts
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.arpa", "b.arpa"]
+        # Streamed to ARPA: the same bytes (a char model's file keeps its mode line).
+        NgramModel.estimate_arpa(lines, tmp_path / "c.arpa", 4, memory=1 << 20,
+                                 temp_dir=tmp_path, **kwargs)  # type: ignore[arg-type]
+        assert (tmp_path / "c.arpa").read_bytes() == (tmp_path / "a.arpa").read_bytes()
+    assert NgramModel.read_arpa(tmp_path / "c.arpa").mode == "char"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.arpa", "b.arpa", "c.arpa"]
 
 
 def test_bounded_small_orders_and_text(tmp_path: Path) -> None:
@@ -98,6 +103,38 @@ def test_full_temporary_disk_is_a_clear_error(tmp_path: Path) -> None:
     assert "ERROR the temporary disk is full" in out.stdout, out.stdout + out.stderr
     assert "pass temp_dir=" in out.stdout
     assert list(tmp_path.iterdir()) == []
+
+
+FULL_ARPA_DISK = textwrap.dedent("""
+    import resource, signal, sys
+    from aigc_engine._core import CoreError, NgramModel
+    model = NgramModel.estimate(sys.argv[1], 4)
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (3_000_000, 3_000_000))
+    try:
+        model.write_arpa(sys.argv[2], threads=3)
+    except CoreError as exc:
+        print("ERROR", exc)
+""")
+
+
+@needs_data
+def test_arpa_bytes_do_not_depend_on_threads_and_a_failed_write_is_an_error(
+        tmp_path: Path) -> None:
+    model = NgramModel.estimate(TRAIN, 5)
+    assert sum(model.counts) > 4 * 65536  # several chunks of lines per thread
+    one = tmp_path / "one.arpa"
+    model.write_arpa(one, threads=1)
+    for threads in (2, 3):
+        model.write_arpa(tmp_path / "many.arpa", threads=threads)
+        assert (tmp_path / "many.arpa").read_bytes() == one.read_bytes()
+    assert NgramModel.read_arpa(one).score("the king is") == model.score("the king is")
+    # A write that fails half way (a file size limit, as a full disk) stops the
+    # formatting threads and raises; it never hangs.
+    out = subprocess.run([sys.executable, "-c", FULL_ARPA_DISK, str(TRAIN),
+                          str(tmp_path / "full.arpa")],
+                         capture_output=True, text=True, timeout=120, check=True)
+    assert "ERROR error while writing" in out.stdout, out.stdout + out.stderr
 
 
 def test_memory_sizes_and_options(tmp_path: Path) -> None:
