@@ -27,7 +27,8 @@ ArpaLines::ArpaLines(const Vocabulary& vocab, int order)
   std::size_t longest = 0;
   for (std::uint32_t id = 0; id < vocab.size(); ++id)
     longest = std::max(longest, vocab.word(id).size());
-  line_.resize(2 * kFloatRoom + static_cast<std::size_t>(order) * (longest + 1) + 4);
+  line_.resize(2 * kFloatRoom + static_cast<std::size_t>(order) * (longest + 1) + 20);
+  arena_end_ = vocab.arena().data() + vocab.arena().size();
   for (Cached& c : cache_) c.bits = 0xFFFFFFFFu;  // a NaN: never written
 }
 
@@ -51,7 +52,11 @@ void ArpaLines::append(std::string& out, int n, const std::uint32_t* ids, float 
   for (int k = 0; k < n; ++k) {
     if (k) *p++ = ' ';
     const std::string_view w = vocab_.word(ids[k]);
-    std::memcpy(p, w.data(), w.size());
+    if (w.size() <= 16 && w.data() + 16 <= arena_end_) {
+      std::memcpy(p, w.data(), 16);  // fixed size: one move, the tail overwritten
+    } else {
+      std::memcpy(p, w.data(), w.size());
+    }
     p += w.size();
   }
   if (n < order_) {

@@ -40,6 +40,7 @@ class ArpaLines {
   char* put_float(char* p, float value);
   const Vocabulary& vocab_;
   int order_;
+  const char* arena_end_;
   std::vector<char> line_;  // room for the longest line
   std::vector<Cached> cache_;
 };
