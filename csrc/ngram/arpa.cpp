@@ -476,8 +476,7 @@ void Model::write_arpa(const std::string& path, unsigned threads) const {
         const int n = ch.n;
         const Level& lv = levels_[n - 1];
         if (ch.begin == 0) text += arpa_section(n);
-        // In blocks: the ids first, then the words' bytes (scattered over the
-        // vocabulary) are prefetched in two steps, then the lines are formatted.
+        // In blocks: the ids, the words prefetched in two steps, the lines.
         constexpr std::uint32_t kBlock = 64;
         std::uint32_t ids[kBlock][kMaxOrder];
         for (std::uint32_t b = ch.begin; b < ch.end; b += kBlock) {
@@ -488,10 +487,9 @@ void Model::write_arpa(const std::string& path, unsigned threads) const {
               ids[j][k] = levels_[k].word[node];
               if (k) node = parent_of[k][node];
             }
-            for (int k = 0; k < n; ++k) vocab_.prefetch_word(ids[j][k], 1);
+            lines[worker].prefetch(n, ids[j], 1);
           }
-          for (std::uint32_t j = 0; j < m; ++j)
-            for (int k = 0; k < n; ++k) vocab_.prefetch_word(ids[j][k], 2);
+          for (std::uint32_t j = 0; j < m; ++j) lines[worker].prefetch(n, ids[j], 2);
           for (std::uint32_t j = 0; j < m; ++j)
             lines[worker].append(text, n, ids[j], lv.prob[b + j],
                                  n < n_order ? lv.backoff[b + j] : 0.0f);

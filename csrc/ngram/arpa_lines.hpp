@@ -28,6 +28,12 @@ inline constexpr const char* kArpaFooter = "\n\\end\\\n";
 class ArpaLines {
  public:
   ArpaLines(const Vocabulary& vocab, int order);
+  // Hints the cache about the words of ids[0..n-1] (scattered over the
+  // vocabulary): call with step 1 for a block of lines, then step 2, then
+  // append them.
+  void prefetch(int n, const std::uint32_t* ids, int step) const {
+    for (int k = 0; k < n; ++k) vocab_.prefetch_word(ids[k], step);
+  }
   // Appends the line of the n-gram ids[0..n-1] to `out`.
   void append(std::string& out, int n, const std::uint32_t* ids, float prob, float backoff);
 

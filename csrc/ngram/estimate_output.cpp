@@ -78,16 +78,29 @@ struct ArpaSink::Impl {
     while (section < upto) buf += arpa_section(++section);
   }
   void format(const std::vector<std::uint32_t>& recs) {
+    // In blocks of records: the words prefetched in two steps, then the lines.
+    constexpr std::size_t kBlock = 64;
+    std::size_t at[kBlock];
     std::size_t i = 0;
     while (i < recs.size()) {
-      const int n = static_cast<int>(recs[i]);
-      const std::uint32_t* ids = &recs[i + 1];
-      float prob, backoff;
-      std::memcpy(&prob, &recs[i + 1 + n], 4);
-      std::memcpy(&backoff, &recs[i + 2 + n], 4);
-      i += 3 + static_cast<std::size_t>(n);
-      open_sections(n);
-      lines->append(buf, n, ids, prob, backoff);
+      std::size_t m = 0;
+      for (; m < kBlock && i < recs.size(); ++m) {
+        at[m] = i;
+        i += 3 + recs[i];
+      }
+      for (std::size_t j = 0; j < m; ++j)
+        lines->prefetch(static_cast<int>(recs[at[j]]), &recs[at[j] + 1], 1);
+      for (std::size_t j = 0; j < m; ++j)
+        lines->prefetch(static_cast<int>(recs[at[j]]), &recs[at[j] + 1], 2);
+      for (std::size_t j = 0; j < m; ++j) {
+        const int n = static_cast<int>(recs[at[j]]);
+        const std::uint32_t* ids = &recs[at[j] + 1];
+        float prob, backoff;
+        std::memcpy(&prob, ids + n, 4);
+        std::memcpy(&backoff, ids + n + 1, 4);
+        open_sections(n);
+        lines->append(buf, n, ids, prob, backoff);
+      }
       if (buf.size() >= (1u << 20)) {
         out.write(buf);
         buf.clear();

@@ -152,16 +152,18 @@ class Sorter : public SorterBase {
     const R* next() {
       if (readers_.empty()) return mem_ < mem_end_ ? mem_++ : nullptr;
       if (heap_.empty()) return nullptr;
-      std::pop_heap(heap_.begin(), heap_.end(), HeapLess{less_});
-      Head& h = heap_.back();
-      current_ = *h.rec;
-      const char* p = readers_[h.run]->next();
-      if (p) {
-        h.rec = reinterpret_cast<const R*>(p);
-        std::push_heap(heap_.begin(), heap_.end(), HeapLess{less_});
+      // The smallest head is the root: take it, put its run's next record in
+      // its place (or the last head, when the run ends) and sift that down:
+      // one pass down the heap instead of pop_heap's plus push_heap's.
+      Head& top = heap_.front();
+      current_ = *top.rec;
+      if (const char* p = readers_[top.run]->next()) {
+        top.rec = reinterpret_cast<const R*>(p);
       } else {
+        top = heap_.back();
         heap_.pop_back();
       }
+      sift_down();
       return &current_;
     }
 
@@ -170,6 +172,21 @@ class Sorter : public SorterBase {
       const R* rec;
       std::size_t run;
     };
+    void sift_down() {
+      const std::size_t n = heap_.size();
+      if (n < 2) return;
+      const Head h = heap_[0];
+      std::size_t i = 0;
+      for (;;) {
+        std::size_t c = 2 * i + 1;
+        if (c >= n) break;
+        if (c + 1 < n && less_(*heap_[c + 1].rec, *heap_[c].rec)) ++c;
+        if (!less_(*heap_[c].rec, *h.rec)) break;
+        heap_[i] = heap_[c];
+        i = c;
+      }
+      heap_[i] = h;
+    }
     struct HeapLess {
       Less less;
       bool operator()(const Head& a, const Head& b) const { return less(*b.rec, *a.rec); }
