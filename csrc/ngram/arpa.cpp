@@ -447,13 +447,6 @@ void Model::write_arpa(const std::string& path, unsigned threads) const {
   std::vector<std::uint64_t> counts(levels_.size());
   for (std::size_t k = 0; k < levels_.size(); ++k) counts[k] = levels_[k].size();
   out.write(arpa_header(mode_, counts));
-  std::vector<std::vector<std::uint32_t>> parent_of(n_order);
-  for (int k = 1; k < n_order; ++k) {
-    const Level& pl = levels_[k - 1];
-    parent_of[k].resize(levels_[k].size());
-    for (std::uint32_t q = 0; q < pl.size(); ++q)
-      for (std::uint32_t c = pl.child[q]; c < pl.child[q + 1]; ++c) parent_of[k][c] = q;
-  }
   // Chunks of each order's n-grams, formatted on worker threads and written in order.
   constexpr std::uint32_t kChunk = 1 << 16;
   struct Chunk {
@@ -476,17 +469,29 @@ void Model::write_arpa(const std::string& path, unsigned threads) const {
         const int n = ch.n;
         const Level& lv = levels_[n - 1];
         if (ch.begin == 0) text += arpa_section(n);
+        if (ch.begin == ch.end) return;
+        // The node at each level above: a binary search for the chunk's first
+        // n-gram, then cursors that only move forward (parent q of node c:
+        // child[q] <= c < child[q + 1]; childless nodes are skipped).
+        std::uint32_t node[kMaxOrder];
+        node[n - 1] = ch.begin;
+        for (int k = n - 1; k > 0; --k) {
+          const std::vector<std::uint32_t>& child = levels_[k - 1].child;
+          node[k - 1] = static_cast<std::uint32_t>(
+              std::upper_bound(child.begin(), child.end(), node[k]) - child.begin() - 1);
+        }
         // In blocks: the ids, the words prefetched in two steps, the lines.
         constexpr std::uint32_t kBlock = 64;
         std::uint32_t ids[kBlock][kMaxOrder];
         for (std::uint32_t b = ch.begin; b < ch.end; b += kBlock) {
           const std::uint32_t m = std::min(kBlock, ch.end - b);
           for (std::uint32_t j = 0; j < m; ++j) {
-            std::uint32_t node = b + j;
-            for (int k = n; k-- > 0;) {
-              ids[j][k] = levels_[k].word[node];
-              if (k) node = parent_of[k][node];
+            node[n - 1] = b + j;
+            for (int k = n - 1; k > 0; --k) {
+              const std::uint32_t* child = levels_[k - 1].child.data();
+              while (child[node[k - 1] + 1] <= node[k]) ++node[k - 1];
             }
+            for (int k = 0; k < n; ++k) ids[j][k] = levels_[k].word[node[k]];
             lines[worker].prefetch(n, ids[j], 1);
           }
           for (std::uint32_t j = 0; j < m; ++j) lines[worker].prefetch(n, ids[j], 2);
