@@ -3,12 +3,52 @@
 // suffix (the n-gram without its first word); the adjusted count of an
 // n-gram below the highest order and outside the <s> subtree is the number
 // of distinct words that precede it (the nodes whose suffix it is).
+#include <algorithm>
 #include <cstring>
 
 #include "core_error.hpp"
 #include "ngram/estimate_stages.hpp"
 
 namespace aigc::ngram::stages {
+
+namespace {
+
+// The nodes p of `pl` that have children, ordered by suffix[p] (< keys), in
+// increasing p within a suffix: a least-significant-digit radix sort in two
+// passes of half the key's bits each, so that each pass's buckets stay in
+// cache (one counting sort over all keys scatters into an array as large as
+// the level above).
+std::vector<std::uint32_t> parents_by_suffix(const Level& pl,
+                                             const std::vector<std::uint32_t>& suffix,
+                                             std::size_t keys) {
+  std::vector<std::uint32_t> a;
+  a.reserve(pl.size());
+  for (std::uint32_t p = 0; p < pl.size(); ++p)
+    if (pl.child[p] != pl.child[p + 1]) a.push_back(p);
+  unsigned bits = 1;
+  while ((std::uint64_t{1} << bits) < keys) ++bits;
+  const unsigned digit = (bits + 1) / 2;
+  const std::uint32_t mask = (std::uint32_t{1} << digit) - 1;
+  std::vector<std::uint32_t> count(std::size_t{mask} + 2);
+  // Pass 1 (low digit): a -> b, with each one's key alongside for pass 2.
+  std::vector<std::uint32_t> b(a.size()), b_key(a.size());
+  for (std::uint32_t p : a) ++count[(suffix[p] & mask) + 1];
+  for (std::size_t i = 1; i < count.size(); ++i) count[i] += count[i - 1];
+  for (std::uint32_t p : a) {
+    const std::uint32_t key = suffix[p];
+    const std::uint32_t at = count[key & mask]++;
+    b[at] = p;
+    b_key[at] = key;
+  }
+  // Pass 2 (high digit): b -> a.
+  std::fill(count.begin(), count.end(), 0);
+  for (std::uint32_t key : b_key) ++count[(key >> digit) + 1];  // key >> digit <= mask
+  for (std::size_t i = 1; i < count.size(); ++i) count[i] += count[i - 1];
+  for (std::size_t i = 0; i < b.size(); ++i) a[count[b_key[i] >> digit]++] = b[i];
+  return a;
+}
+
+}  // namespace
 
 void adjust_counts(std::vector<Level>& levels, Build& b, const Plan& plan, Counts& counts) {
   const int order = plan.order;
@@ -72,20 +112,7 @@ void adjust_counts(std::vector<Level>& levels, Build& b, const Plan& plan, Count
     const std::uint32_t* words = pl.word.data();  // the children of sfx(p) are in level k-1
     // Visit the parents grouped by their suffix, so that the children of
     // each suffix stay in cache while all its left extensions are searched.
-    std::vector<std::uint32_t> perm;
-    {
-      std::vector<std::uint32_t> start(sl.size() + 1, 0);
-      std::size_t with_children = 0;
-      for (std::size_t p = 0; p < pl.size(); ++p)
-        if (pl.child[p] != pl.child[p + 1]) {
-          ++start[prev[p] + 1];
-          ++with_children;
-        }
-      for (std::size_t i = 1; i < start.size(); ++i) start[i] += start[i - 1];
-      perm.resize(with_children);
-      for (std::uint32_t p = 0; p < pl.size(); ++p)
-        if (pl.child[p] != pl.child[p + 1]) perm[start[prev[p]]++] = p;
-    }
+    std::vector<std::uint32_t> perm = parents_by_suffix(pl, prev, sl.size());
     parallel_for(perm.size(), threads, 4096, [&](std::size_t s, std::size_t e) {
       for (std::size_t i = s; i < e; ++i) {
         const std::uint32_t p = perm[i];
