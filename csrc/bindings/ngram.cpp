@@ -286,6 +286,7 @@ py::dict info_dict(const ngram::EstimateInfo& info) {
   d["tokens"] = info.tokens;
   d["spill_runs"] = info.spill_runs;
   d["spill_bytes"] = info.spill_bytes;
+  d["spilled_orders"] = info.spilled_orders;
   return d;
 }
 
@@ -413,7 +414,9 @@ thread as the work goes on (total 0 when unknown); Ctrl-C cancels.)doc");
       R"doc(Estimates like estimate() and writes the model to the ARPA file `arpa` (the
 bytes write_arpa writes) without holding it in memory: with a memory budget,
 peak memory stays near the budget whatever the corpus size, as lmplz.
-Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
+Returns {"sentences", "tokens", "spill_runs", "spill_bytes", "spilled_orders"}
+(orders whose probabilities spilled too: those of two adjacent orders took
+more than 60% of the budget).)doc");
 
   m.def(
       "parse_memory_size", [](const std::string& text) { return ngram::parse_memory_size(text); },
@@ -501,7 +504,8 @@ Returns {"sentences", "tokens", "spill_runs", "spill_bytes"}.)doc");
         if (!s.info) return py::none();
         return info_dict(*s.info);
       },
-      "For an estimated model, {'sentences', 'tokens', 'spill_runs', 'spill_bytes'}; None for a loaded one.");
+      "For an estimated model, {'sentences', 'tokens', 'spill_runs', 'spill_bytes', "
+      "'spilled_orders'}; None for a loaded one.");
   cls.def(
       "index", [](const PyNgram& s, const py::object& w) { return s.model.index(utf8_arg(w, "word")); },
       py::arg("word"),

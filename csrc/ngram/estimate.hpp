@@ -90,6 +90,9 @@ struct EstimateInfo {
   std::uint64_t tokens = 0;  // words, without <s> and </s>
   std::uint64_t spill_runs = 0;   // sorted runs written to disk (bounded path)
   std::uint64_t spill_bytes = 0;  // bytes written to disk (bounded path)
+  // Orders whose probabilities spilled (bounded path: those of two adjacent
+  // orders take more than 60% of the budget).
+  std::uint64_t spilled_orders = 0;
 };
 
 // Estimates a model from a text of one sentence per line.

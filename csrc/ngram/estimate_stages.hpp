@@ -101,9 +101,14 @@ inline float kn_gamma(const Discount& d, const ContextStats& s) {
 }
 
 // Interpolated linear probability of an n-gram with adjusted count `c`.
+// The uninterpolated part, (c - D(c)) / sum; the probability is
+// kn_uninterpolated + gamma * p(suffix) (kn_prob, in one step or two).
+inline float kn_uninterpolated(const Discount& d, std::uint32_t c, const ContextStats& s) {
+  return d.apply(c) / static_cast<float>(s.denom);
+}
 inline float kn_prob(const Discount& d, std::uint32_t c, const ContextStats& s, float gamma,
                      float lower) {
-  const float un = d.apply(c) / static_cast<float>(s.denom);
+  const float un = kn_uninterpolated(d, c, s);
   return un + gamma * lower;
 }
 

@@ -32,6 +32,7 @@ void estimate_bounded(std::string_view corpus, bool is_path, const Plan& plan,
     info->tokens = ex.words;
     info->spill_runs = dir.runs;
     info->spill_bytes = dir.bytes_written;
+    info->spilled_orders = ex.spilled_orders;
   }
   // External's sorters go before the directory (they remove their runs).
   ex.grams.clear();

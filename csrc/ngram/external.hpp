@@ -19,8 +19,9 @@
 //    step, so each of its n-grams is written out with its probability and
 //    backoff, in trie order, to a sink (ARPA file or trie).
 //
-// Memory: the vocabulary, one probability per n-gram of two adjacent orders
-// (by rank), and the sort blocks, sized from the budget.
+// Memory: the vocabulary, the sort blocks, sized from the budget, and one
+// probability per n-gram of two adjacent orders (by rank) while they fit in
+// 60% of the budget; past that they spill too (external_interpolate).
 #include <cstdint>
 #include <cstring>
 #include <memory>
@@ -110,6 +111,7 @@ struct External {
   std::vector<CountsOfCounts> counts_of_counts;    // per order (0-based)
   std::vector<std::uint64_t> sizes;                // n-grams per order (0-based)
   std::vector<std::uint64_t> kept;                 // after pruning
+  std::uint64_t spilled_orders = 0;                // orders whose probabilities spilled
 
   // Bytes the vocabulary holds (estimate).
   std::uint64_t vocab_bytes() const {

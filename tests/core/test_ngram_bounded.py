@@ -43,6 +43,30 @@ def test_bounded_equals_in_memory_byte_for_byte(tmp_path: Path, order: int) -> N
 
 
 @needs_data
+@pytest.mark.parametrize("order", [3, 5])
+def test_spilled_probabilities_give_the_same_bytes(tmp_path: Path, order: int) -> None:
+    # Past 60% of the budget for two adjacent orders, the probabilities spill
+    # too: 512K spills every order from 2; 1M keeps the lower orders in memory.
+    spill = tmp_path / "spill"
+    spill.mkdir()
+    for kwargs in ({}, {"prune": [0, 1, 1, 2, 2][:order]}):
+        expected = arpa_bytes(NgramModel.estimate(TRAIN, order, **kwargs),  # type: ignore[arg-type]
+                              tmp_path / "mem.arpa")
+        m = NgramModel.estimate(TRAIN, order, memory="512K", temp_dir=spill,
+                                **kwargs)  # type: ignore[arg-type]
+        assert m.estimate_stats is not None
+        assert m.estimate_stats["spilled_orders"] == order - 1
+        assert arpa_bytes(m, tmp_path / "all.arpa") == expected
+        info = NgramModel.estimate_arpa(TRAIN, tmp_path / "some.arpa", order, memory="1M",
+                                        temp_dir=spill, **kwargs)  # type: ignore[arg-type]
+        assert 1 <= info["spilled_orders"] < order - 1
+        assert (tmp_path / "some.arpa").read_bytes() == expected
+    roomy = NgramModel.estimate(TRAIN, order, memory="64M").estimate_stats
+    assert roomy is not None and roomy["spilled_orders"] == 0
+    assert list(spill.iterdir()) == []
+
+
+@needs_data
 def test_bounded_pruned_and_char_mode(tmp_path: Path) -> None:
     lines = TRAIN.read_text(encoding="utf-8").splitlines()[:6000]
     for kwargs in ({"prune": [0, 1, 2]}, {"mode": "char"}):
