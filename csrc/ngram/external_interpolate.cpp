@@ -199,18 +199,23 @@ OrderProbs interpolate_order(External& ex, const Discount& d, OrderProbs& lower,
     auto in_rank = partials->merge(bytes);
     std::unique_ptr<RankedProbs> lower_rank;
     if (lower.spilled) lower_rank = std::make_unique<RankedProbs>(lower.rank_file, bytes);
-    cur.rank_file = ex.dir.new_file("probs" + std::to_string(K));
-    SpillWriter out(ex.dir, cur.rank_file, std::min<std::size_t>(bytes, 1 << 20));
+    // The file by rank is for the order above; the highest order needs none.
+    std::unique_ptr<SpillWriter> out;
+    if (K < plan.order) {
+      cur.rank_file = ex.dir.new_file("probs" + std::to_string(K));
+      out = std::make_unique<SpillWriter>(ex.dir, cur.rank_file,
+                                          std::min<std::size_t>(bytes, 1 << 20));
+    }
     cur.by_fwd = std::make_unique<FwdSorter>(ex.dir, "fwd" + std::to_string(K), bytes, ByFwd{});
     std::uint32_t rank = 0;
     while (const Partial* q = in_rank.next()) {
       if (q->self != rank++) throw CoreError("internal error: an n-gram's rank is missing");
       const float ps = lower_rank ? lower_rank->at(q->suffix) : lower.by_rank[q->suffix];
       const float p = q->un + q->gamma * ps;
-      out.write(&p, sizeof p);
+      if (out) out->write(&p, sizeof p);
       cur.by_fwd->push({q->fwd, p});
     }
-    out.close();
+    if (out) out->close();
     cur.by_fwd->finish();
   }
   if (lower.spilled) ex.dir.remove_file(lower.rank_file);
