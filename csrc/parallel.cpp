@@ -50,7 +50,7 @@ void parallel_for(std::size_t n, unsigned threads, std::size_t min_chunk,
 
 void ordered_chunks(std::size_t n, unsigned threads,
                     const std::function<void(unsigned, std::size_t, std::string&)>& make,
-                    const std::function<void(const std::string&)>& consume) {
+                    const std::function<void(std::size_t, const std::string&)>& consume) {
   if (n == 0) return;
   if (threads == 0) threads = default_thread_count();
   threads = static_cast<unsigned>(std::min<std::size_t>(threads, n));
@@ -59,7 +59,7 @@ void ordered_chunks(std::size_t n, unsigned threads,
     for (std::size_t i = 0; i < n; ++i) {
       out.clear();
       make(0, i, out);
-      consume(out);
+      consume(i, out);
     }
     return;
   }
@@ -110,7 +110,7 @@ void ordered_chunks(std::size_t n, unsigned threads,
       if (stop) break;
     }
     try {
-      consume(slots[i % depth]);
+      consume(i, slots[i % depth]);
     } catch (...) {
       fail(std::current_exception());
       break;

@@ -429,7 +429,8 @@ Model Model::parse_arpa(std::string_view text, const std::string& name) {
   return m;
 }
 
-void Model::write_arpa(const std::string& path, unsigned threads) const {
+void Model::write_arpa(const std::string& path, unsigned threads,
+                       const std::function<void(std::uint64_t)>& written) const {
   // Never write what read_arpa refuses: check the values first.
   for (std::size_t k = 0; k < levels_.size(); ++k) {
     const Level& lv = levels_[k];
@@ -500,7 +501,10 @@ void Model::write_arpa(const std::string& path, unsigned threads) const {
                                  n < n_order ? lv.backoff[b + j] : 0.0f);
         }
       },
-      [&](const std::string& text) { out.write(text); });
+      [&](std::size_t c, const std::string& text) {
+        out.write(text);
+        if (written) written(chunks[c].end - chunks[c].begin);
+      });
   out.write(kArpaFooter);
   out.close();
 }

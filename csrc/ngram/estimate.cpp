@@ -205,8 +205,10 @@ void estimate_to_arpa(std::string_view corpus, bool is_path, const std::string& 
     } else {
       model.emplace(stages::estimate_in_memory(corpus, nullptr, plan, info));
     }
-    plan.begin("writing ARPA");
-    model->write_arpa(arpa_path, plan.threads);
+    std::uint64_t total = 0;
+    for (const Level& lv : model->levels()) total += lv.size();
+    plan.begin("writing ARPA", total);
+    model->write_arpa(arpa_path, plan.threads, [&](std::uint64_t n) { plan.advance(n); });
     return;
   }
   Vocabulary vocab;

@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cmath>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <mutex>
 #include <string>
@@ -133,8 +134,10 @@ class Model {
   static Model read_arpa(const std::string& path);
   static Model parse_arpa(std::string_view text, const std::string& name);
   // Lines are formatted on `threads` threads (0 = all cores, at most 4) and
-  // written in order: the bytes do not depend on it.
-  void write_arpa(const std::string& path, unsigned threads = 0) const;
+  // written in order: the bytes do not depend on it. `written`, if given, is
+  // called on this thread with the number of n-grams of each piece written.
+  void write_arpa(const std::string& path, unsigned threads = 0,
+                  const std::function<void(std::uint64_t)>& written = {}) const;
   void save_binary(const std::string& path) const;
   static Model load_binary(const std::string& path);
 

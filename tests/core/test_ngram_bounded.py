@@ -188,6 +188,18 @@ def test_progress_reports_each_stage(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
+@needs_data
+def test_progress_while_writing_arpa(tmp_path: Path) -> None:
+    # In memory, then the ARPA write: its progress counts n-grams up to the total.
+    seen: list[tuple[str, int, int]] = []
+    NgramModel.estimate_arpa(TRAIN, tmp_path / "lm.arpa", 5,
+                             progress=lambda s, d, t: seen.append((s, d, t)))
+    writing = [(d, t) for s, d, t in seen if s == "writing ARPA"]
+    total = sum(NgramModel.estimate(TRAIN, 5).counts)
+    assert writing and all(t == total and 0 <= d <= total for d, t in writing)
+    assert writing[-1][0] == total
+
+
 def test_progress_callback_error_cancels(tmp_path: Path) -> None:
     def boom(stage: str, done: int, total: int) -> None:
         raise RuntimeError(f"stop at {stage}")
