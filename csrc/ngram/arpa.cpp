@@ -445,9 +445,7 @@ void Model::write_arpa(const std::string& path, unsigned threads,
   }
   FileWriter out(path);
   const int n_order = order();
-  std::vector<std::uint64_t> counts(levels_.size());
-  for (std::size_t k = 0; k < levels_.size(); ++k) counts[k] = levels_[k].size();
-  out.write(arpa_header(mode_, counts));
+  out.write(arpa_header(mode_, counts()));
   // Chunks of each order's n-grams, formatted on worker threads and written in order.
   constexpr std::uint32_t kChunk = 1 << 16;
   struct Chunk {
@@ -481,9 +479,10 @@ void Model::write_arpa(const std::string& path, unsigned threads,
           node[k - 1] = static_cast<std::uint32_t>(
               std::upper_bound(child.begin(), child.end(), node[k]) - child.begin() - 1);
         }
-        // In blocks: the ids, the words prefetched in two steps, the lines.
-        constexpr std::uint32_t kBlock = 64;
+        constexpr std::uint32_t kBlock = ArpaLines::kBlock;
         std::uint32_t ids[kBlock][kMaxOrder];
+        const std::uint32_t* rows[kBlock];
+        for (std::uint32_t j = 0; j < kBlock; ++j) rows[j] = ids[j];
         for (std::uint32_t b = ch.begin; b < ch.end; b += kBlock) {
           const std::uint32_t m = std::min(kBlock, ch.end - b);
           for (std::uint32_t j = 0; j < m; ++j) {
@@ -493,12 +492,9 @@ void Model::write_arpa(const std::string& path, unsigned threads,
               while (child[node[k - 1] + 1] <= node[k]) ++node[k - 1];
             }
             for (int k = 0; k < n; ++k) ids[j][k] = levels_[k].word[node[k]];
-            lines[worker].prefetch(n, ids[j], 1);
           }
-          for (std::uint32_t j = 0; j < m; ++j) lines[worker].prefetch(n, ids[j], 2);
-          for (std::uint32_t j = 0; j < m; ++j)
-            lines[worker].append(text, n, ids[j], lv.prob[b + j],
-                                 n < n_order ? lv.backoff[b + j] : 0.0f);
+          lines[worker].append_block(text, n, m, rows, lv.prob.data() + b,
+                                     n < n_order ? lv.backoff.data() + b : nullptr);
         }
       },
       [&](std::size_t c, const std::string& text) {

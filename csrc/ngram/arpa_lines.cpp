@@ -44,6 +44,16 @@ char* ArpaLines::put_float(char* p, float value) {
   return p + c.len;
 }
 
+void ArpaLines::append_block(std::string& out, int n, std::size_t m,
+                             const std::uint32_t* const* ids, const float* prob,
+                             const float* backoff) {
+  for (int step = 1; step <= 2; ++step)
+    for (std::size_t j = 0; j < m; ++j)
+      for (int k = 0; k < n; ++k) vocab_.prefetch_word(ids[j][k], step);
+  for (std::size_t j = 0; j < m; ++j)
+    append(out, n, ids[j], prob[j], n < order_ ? backoff[j] : 0.0f);
+}
+
 void ArpaLines::append(std::string& out, int n, const std::uint32_t* ids, float prob,
                        float backoff) {
   char* const start = line_.data();

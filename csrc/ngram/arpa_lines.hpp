@@ -28,14 +28,14 @@ inline constexpr const char* kArpaFooter = "\n\\end\\\n";
 class ArpaLines {
  public:
   ArpaLines(const Vocabulary& vocab, int order);
-  // Hints the cache about the words of ids[0..n-1] (scattered over the
-  // vocabulary): call with step 1 for a block of lines, then step 2, then
-  // append them.
-  void prefetch(int n, const std::uint32_t* ids, int step) const {
-    for (int k = 0; k < n; ++k) vocab_.prefetch_word(ids[k], step);
-  }
-  // Appends the line of the n-gram ids[0..n-1] to `out`.
-  void append(std::string& out, int n, const std::uint32_t* ids, float prob, float backoff);
+  // The most lines append_block takes at once.
+  static constexpr std::size_t kBlock = 64;
+  // Appends the lines of m <= kBlock n-grams of order n: ids[j][0..n-1],
+  // prob[j] and, below the highest order, backoff[j]. Their words, scattered
+  // over the vocabulary, are prefetched in two steps (offsets, then bytes)
+  // before the lines are formatted.
+  void append_block(std::string& out, int n, std::size_t m, const std::uint32_t* const* ids,
+                    const float* prob, const float* backoff);
 
  private:
   struct Cached {
@@ -44,6 +44,7 @@ class ArpaLines {
     char text[19];
   };
   char* put_float(char* p, float value);
+  void append(std::string& out, int n, const std::uint32_t* ids, float prob, float backoff);
   const Vocabulary& vocab_;
   int order_;
   const char* arena_end_;

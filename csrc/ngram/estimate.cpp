@@ -17,6 +17,7 @@
 #include <algorithm>
 #include <cctype>
 #include <cmath>
+#include <numeric>
 #include <optional>
 
 #include "core_error.hpp"
@@ -205,9 +206,8 @@ void estimate_to_arpa(std::string_view corpus, bool is_path, const std::string& 
     } else {
       model.emplace(stages::estimate_in_memory(corpus, nullptr, plan, info));
     }
-    std::uint64_t total = 0;
-    for (const Level& lv : model->levels()) total += lv.size();
-    plan.begin("writing ARPA", total);
+    const std::vector<std::uint64_t> counts = model->counts();
+    plan.begin("writing ARPA", std::accumulate(counts.begin(), counts.end(), std::uint64_t{0}));
     model->write_arpa(arpa_path, plan.threads, [&](std::uint64_t n) { plan.advance(n); });
     return;
   }

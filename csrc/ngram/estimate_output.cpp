@@ -78,29 +78,22 @@ struct ArpaSink::Impl {
     while (section < upto) buf += arpa_section(++section);
   }
   void format(const std::vector<std::uint32_t>& recs) {
-    // In blocks of records: the words prefetched in two steps, then the lines.
-    constexpr std::size_t kBlock = 64;
-    std::size_t at[kBlock];
+    // Records [n, ids..., prob bits, backoff bits], in blocks of one order.
+    constexpr std::size_t kBlock = ArpaLines::kBlock;
+    const std::uint32_t* ids[kBlock];
+    float prob[kBlock], backoff[kBlock];
     std::size_t i = 0;
     while (i < recs.size()) {
+      const int n = static_cast<int>(recs[i]);
       std::size_t m = 0;
-      for (; m < kBlock && i < recs.size(); ++m) {
-        at[m] = i;
-        i += 3 + recs[i];
+      for (; m < kBlock && i < recs.size() && recs[i] == static_cast<std::uint32_t>(n); ++m) {
+        ids[m] = &recs[i + 1];
+        std::memcpy(&prob[m], &recs[i + 1 + n], 4);
+        std::memcpy(&backoff[m], &recs[i + 2 + n], 4);
+        i += 3 + static_cast<std::size_t>(n);
       }
-      for (std::size_t j = 0; j < m; ++j)
-        lines->prefetch(static_cast<int>(recs[at[j]]), &recs[at[j] + 1], 1);
-      for (std::size_t j = 0; j < m; ++j)
-        lines->prefetch(static_cast<int>(recs[at[j]]), &recs[at[j] + 1], 2);
-      for (std::size_t j = 0; j < m; ++j) {
-        const int n = static_cast<int>(recs[at[j]]);
-        const std::uint32_t* ids = &recs[at[j] + 1];
-        float prob, backoff;
-        std::memcpy(&prob, ids + n, 4);
-        std::memcpy(&backoff, ids + n + 1, 4);
-        open_sections(n);
-        lines->append(buf, n, ids, prob, backoff);
-      }
+      open_sections(n);
+      lines->append_block(buf, n, m, ids, prob, backoff);
       if (buf.size() >= (1u << 20)) {
         out.write(buf);
         buf.clear();
